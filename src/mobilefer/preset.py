@@ -1,0 +1,313 @@
+"""Preprocessing presets: the single source of every input constant of a model.
+
+A :class:`Preset` says how a model wants its input: size, colour order, mean/std (and the equivalent
+per-channel scale/bias mobile runtimes expect), resize interpolation, label names, and for face
+classifiers the crop rule applied to each detector's boxes. The Pipeline, the exporters (into model
+metadata) and the Android bundle all read presets; no other module repeats these constants.
+
+This module imports only numpy and OpenCV.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from mobilefer.errors import InvalidImageError, InvalidInputError
+
+__all__ = ["CropRule", "Preset", "ColorOrder", "Interpolation"]
+
+ColorOrder = Literal["gray", "rgb", "bgr"]
+Interpolation = Literal["linear", "area", "nearest"]
+
+_INTERPOLATIONS = ("linear", "area", "nearest")
+_COLORS = ("gray", "rgb", "bgr")
+
+
+@dataclass(frozen=True)
+class CropRule:
+    """How a detector box becomes a classifier crop.
+
+    Given a box ``(x1, y1, x2, y2)`` in pixels: ``w = x2 - x1``, ``h = y2 - y1``; the centre is
+    ``cx = (x1 + x2) / 2``, ``cy = (y1 + y2) / 2 + shift_y * h``. The crop side is
+    ``max(w, h)`` if ``square`` (else ``w`` and ``h`` separately) times ``1 + 2 * margin``. The integer
+    crop window is ``left = floor(cx - side_w / 2 + 0.5)``, ``top = floor(cy - side_h / 2 + 0.5)``,
+    ``right = left + max(1, floor(side_w + 0.5))``, likewise bottom (round half up). Pixels outside the
+    image are filled by repeating the border pixels (``border="replicate"``) or with zeros
+    (``border="constant"``), never by stretching.
+
+    Attributes:
+        margin: Fraction of the box side added on each side (0.1 = 10% each side).
+        square: Make the crop square around the box centre.
+        shift_y: Vertical shift of the centre as a fraction of the box height (positive = down).
+        border: ``"replicate"`` or ``"constant"``.
+    """
+
+    margin: float = 0.0
+    square: bool = True
+    shift_y: float = 0.0
+    border: Literal["replicate", "constant"] = "replicate"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.margin, (int, float)) or not math.isfinite(self.margin) or self.margin <= -0.5:
+            raise InvalidInputError(f"CropRule.margin must be a finite number > -0.5, got {self.margin!r}")
+        if not isinstance(self.shift_y, (int, float)) or not math.isfinite(self.shift_y):
+            raise InvalidInputError(f"CropRule.shift_y must be a finite number, got {self.shift_y!r}")
+        if self.border not in ("replicate", "constant"):
+            raise InvalidInputError(f"CropRule.border must be 'replicate' or 'constant', got {self.border!r}")
+
+    def window(self, box: Sequence[float]) -> tuple[int, int, int, int]:
+        """The integer crop window ``(left, top, right, bottom)`` (right/bottom exclusive) for ``box``.
+
+        Raises:
+            InvalidInputError: If the box is not four finite numbers with ``x2 > x1`` and ``y2 > y1``.
+        """
+        if len(box) != 4:
+            raise InvalidInputError(f"a box must be (x1, y1, x2, y2), got {box!r}")
+        x1, y1, x2, y2 = (float(v) for v in box)
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
+            raise InvalidInputError(f"a box must be finite with x2 > x1 and y2 > y1, got {tuple(box)!r}")
+        w, h = x2 - x1, y2 - y1
+        cx = (x1 + x2) / 2.0
+        cy = (y1 + y2) / 2.0 + self.shift_y * h
+        if self.square:
+            w = h = max(w, h)
+        scale = 1.0 + 2.0 * self.margin
+        side_w, side_h = w * scale, h * scale
+        left = math.floor(cx - side_w / 2.0 + 0.5)
+        top = math.floor(cy - side_h / 2.0 + 0.5)
+        right = left + max(1, math.floor(side_w + 0.5))
+        bottom = top + max(1, math.floor(side_h + 0.5))
+        return left, top, right, bottom
+
+    def crop(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
+        """Cut the crop window for ``box`` out of ``image`` (H x W or H x W x C), padding as configured."""
+        if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.shape[0] < 1 or image.shape[1] < 1:
+            raise InvalidImageError("crop() needs an image array of shape (H, W) or (H, W, C) with H, W >= 1")
+        left, top, right, bottom = self.window(box)
+        h, w = image.shape[:2]
+        ix1, iy1 = max(left, 0), max(top, 0)
+        ix2, iy2 = min(right, w), min(bottom, h)
+        if ix1 >= ix2 or iy1 >= iy2:
+            # The window lies fully outside the image: replicate the nearest border pixel.
+            cx = min(max((left + right) // 2, 0), w - 1)
+            cy = min(max((top + bottom) // 2, 0), h - 1)
+            ix1, ix2, iy1, iy2 = cx, cx + 1, cy, cy + 1
+        inner = image[iy1:iy2, ix1:ix2]
+        pads = (iy1 - top, bottom - iy2, ix1 - left, right - ix2)
+        if not any(pads):
+            return np.ascontiguousarray(inner)
+        import cv2
+
+        border = cv2.BORDER_REPLICATE if self.border == "replicate" else cv2.BORDER_CONSTANT
+        out = cv2.copyMakeBorder(np.ascontiguousarray(inner), *pads, border, value=0)
+        if image.ndim == 3 and out.ndim == 2:  # OpenCV drops a singleton channel axis
+            out = out[:, :, None]
+        return out
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Input description of one model.
+
+    Attributes:
+        name: Identifier, e.g. ``"fer2013-gray64"``.
+        input_size: ``(width, height)`` in pixels.
+        color: Channel order the network expects: ``"gray"``, ``"rgb"`` or ``"bgr"``.
+        mean: Per-channel mean in pixel units (0-255), one value per network input channel.
+        std: Per-channel standard deviation in pixel units; the network sees ``(pixel - mean) / std``.
+        interpolation: Resize interpolation (OpenCV's ``INTER_LINEAR``/``INTER_AREA``/``INTER_NEAREST``).
+        labels: Class names in output order.
+        crop_rules: Detector name → :class:`CropRule`; ``"default"`` is used for detectors not listed.
+    """
+
+    name: str
+    input_size: tuple[int, int]
+    color: ColorOrder
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: Interpolation = "linear"
+    labels: tuple[str, ...] = ()
+    crop_rules: tuple[tuple[str, CropRule], ...] = field(default_factory=lambda: (("default", CropRule()),))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise InvalidInputError("Preset.name must be a non-empty string")
+        if (
+            len(self.input_size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in self.input_size)
+        ):
+            raise InvalidInputError(f"Preset.input_size must be (width, height) positive ints, got {self.input_size!r}")
+        if self.color not in _COLORS:
+            raise InvalidInputError(f"Preset.color must be one of {_COLORS}, got {self.color!r}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise InvalidInputError(
+                f"Preset {self.name!r}: mean and std need {self.channels} value(s) for color {self.color!r}, "
+                f"got mean={self.mean!r} std={self.std!r}"
+            )
+        if not all(math.isfinite(float(s)) and float(s) > 0 for s in self.std):
+            raise InvalidInputError(f"Preset {self.name!r}: std values must be finite and > 0, got {self.std!r}")
+        if self.interpolation not in _INTERPOLATIONS:
+            raise InvalidInputError(f"Preset.interpolation must be one of {_INTERPOLATIONS}, got {self.interpolation!r}")
+        names = [n for n, _ in self.crop_rules]
+        if len(set(names)) != len(names):
+            raise InvalidInputError(f"Preset {self.name!r}: duplicate detector names in crop_rules: {names}")
+
+    @property
+    def channels(self) -> int:
+        """Number of network input channels (1 for gray, else 3)."""
+        return 1 if self.color == "gray" else 3
+
+    @property
+    def width(self) -> int:
+        return self.input_size[0]
+
+    @property
+    def height(self) -> int:
+        return self.input_size[1]
+
+    @property
+    def scale(self) -> tuple[float, ...]:
+        """Per-channel multiplier: the network input is ``pixel * scale + bias`` (TNN's MatConvertParam)."""
+        return tuple(1.0 / float(s) for s in self.std)
+
+    @property
+    def bias(self) -> tuple[float, ...]:
+        """Per-channel offset: ``-mean / std``."""
+        return tuple(-float(m) / float(s) for m, s in zip(self.mean, self.std, strict=True))
+
+    def crop_rule(self, detector: str) -> CropRule:
+        """The crop rule for ``detector`` (falls back to ``"default"``, then to a plain box crop)."""
+        rules = dict(self.crop_rules)
+        return rules.get(detector, rules.get("default", CropRule()))
+
+    def with_crop_rule(self, detector: str, rule: CropRule) -> Preset:
+        """A copy of this preset with ``rule`` set for ``detector``."""
+        rules = dict(self.crop_rules)
+        rules[detector] = rule
+        return Preset(**{**self._fields(), "crop_rules": tuple(sorted(rules.items()))})
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "input_size": self.input_size,
+            "color": self.color,
+            "mean": self.mean,
+            "std": self.std,
+            "interpolation": self.interpolation,
+            "labels": self.labels,
+            "crop_rules": self.crop_rules,
+        }
+
+    # ----------------------------------------------------------------- conversion helpers
+    def to_gray_or_color(self, image: np.ndarray) -> np.ndarray:
+        """Convert a BGR (H, W, 3), BGRA (H, W, 4) or gray (H, W) uint8 image to this preset's colour order.
+
+        Returns (H, W) for gray presets and (H, W, 3) otherwise.
+        """
+        import cv2
+
+        if image.ndim == 2:
+            if self.color == "gray":
+                return image
+            return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)  # gray→3 channels: order does not matter
+        if image.ndim == 3 and image.shape[2] == 1:
+            return self.to_gray_or_color(image[:, :, 0])
+        if image.ndim == 3 and image.shape[2] == 4:
+            code = {"gray": cv2.COLOR_BGRA2GRAY, "rgb": cv2.COLOR_BGRA2RGB, "bgr": cv2.COLOR_BGRA2BGR}[self.color]
+            return cv2.cvtColor(image, code)
+        if image.ndim == 3 and image.shape[2] == 3:
+            if self.color == "bgr":
+                return image
+            code = cv2.COLOR_BGR2GRAY if self.color == "gray" else cv2.COLOR_BGR2RGB
+            return cv2.cvtColor(image, code)
+        raise InvalidImageError(f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, got shape {image.shape}")
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        """Resize to ``input_size`` with this preset's interpolation (no-op when already that size)."""
+        import cv2
+
+        if image.shape[1] == self.width and image.shape[0] == self.height:
+            return image
+        flag = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}[self.interpolation]
+        return cv2.resize(image, (self.width, self.height), interpolation=flag)
+
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W[, C]) uint8 already in this preset's colour order and size → (N, C, H, W) float32."""
+        x = images.astype(np.float32)
+        if x.ndim == 3:
+            x = x[:, None, :, :]
+        else:
+            x = x.transpose(0, 3, 1, 2)
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(self.std, dtype=np.float32).reshape(1, -1, 1, 1)
+        return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """BGR/BGRA/gray uint8 images of any size → one (N, C, H, W) float32 network batch."""
+        prepared = [self.resize(self.to_gray_or_color(img)) for img in images]
+        if not prepared:
+            return np.zeros((0, self.channels, self.height, self.width), dtype=np.float32)
+        return self.normalize(np.stack(prepared))
+
+    # ----------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (also carries the derived ``scale``/``bias`` for mobile runtimes)."""
+        return {
+            "name": self.name,
+            "input_size": list(self.input_size),
+            "color": self.color,
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "scale": list(self.scale),
+            "bias": list(self.bias),
+            "interpolation": self.interpolation,
+            "layout": "NCHW",
+            "labels": list(self.labels),
+            "crop_rules": {name: asdict(rule) for name, rule in self.crop_rules},
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preset:
+        """Inverse of :meth:`to_dict` (derived keys are ignored).
+
+        Raises:
+            InvalidInputError: If a key is missing or has the wrong type.
+        """
+        try:
+            rules_raw = data.get("crop_rules", {"default": {}})
+            if not isinstance(rules_raw, Mapping):
+                raise InvalidInputError("preset 'crop_rules' must be a mapping of detector name to rule")
+            rules = tuple(sorted((str(k), CropRule(**dict(v))) for k, v in rules_raw.items()))
+            return cls(
+                name=str(data["name"]),
+                input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
+                color=data["color"],
+                mean=tuple(float(v) for v in data["mean"]),
+                std=tuple(float(v) for v in data["std"]),
+                interpolation=data.get("interpolation", "linear"),
+                labels=tuple(str(v) for v in data.get("labels", ())),
+                crop_rules=rules,
+            )
+        except InvalidInputError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise InvalidInputError(f"not a valid preset description ({type(exc).__name__}: {exc})") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> Preset:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"preset JSON does not parse: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise InvalidInputError("preset JSON must be an object")
+        return cls.from_dict(data)
