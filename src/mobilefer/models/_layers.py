@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 __all__ = ["make_divisible", "ConvNormAct", "NormLayer", "ActLayer"]
@@ -61,5 +62,6 @@ class ConvNormAct(nn.Module):
         self.out_channels = out_channels
         self.stride = stride
 
-    def forward(self, x):  # type: ignore[no-untyped-def]
-        return self.act(self.bn(self.conv(x)))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.act(self.bn(self.conv(x)))
+        return out

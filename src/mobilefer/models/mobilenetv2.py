@@ -124,7 +124,7 @@ class InvertedResidual(nn.Module):
         self.expand_ratio = expand_ratio
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = x if self.conv_pw is None else self.conv_pw(x)
+        out: torch.Tensor = x if self.conv_pw is None else self.conv_pw(x)
         out = self.conv_pwl(self.conv_dw(out))
         if self.use_residual:
             out = out + x
@@ -236,7 +236,8 @@ class MobileNetV2(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem → blocks → head; returns the last (N, num_features, H/32, W/32) feature map."""
-        return self.head(self.blocks(self.stem(x)))
+        out: torch.Tensor = self.head(self.blocks(self.stem(x)))
+        return out
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Global pooling → dropout → classifier (or the pooled features if ``pre_logits``)."""
@@ -255,7 +256,7 @@ class MobileNetV2(nn.Module):
         maps.append(self.head(x))
         return maps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:  # type: ignore[override]
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.features_only:
             return self.forward_feature_maps(x)
         return self.forward_head(self.forward_features(x))

@@ -1,0 +1,11 @@
+"""Training framework: YAML-configured training of expression (or any image) classifiers.
+
+Heavy pieces are imported lazily; ``from mobilefer.train import train`` pulls in torch.
+"""
+
+from __future__ import annotations
+
+from mobilefer.train.config import TrainConfig, load_config
+from mobilefer.train.trainer import TrainResult, resume, train
+
+__all__ = ["TrainConfig", "TrainResult", "load_config", "resume", "train"]
