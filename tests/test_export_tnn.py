@@ -468,3 +468,36 @@ def test_internal_names_are_sanitised() -> None:
             assert not set(name) & set(' ,"')
     x = _f32(1, 3)
     assert np.abs(run_tnn(tnn, {"input": x})["output"] - _ort(model, {"input": x})["output"]).max() < 1e-6
+
+
+# ----------------------------------------------------------------------------- to_tnn (torch model -> ONNX -> TNN)
+
+
+def test_to_tnn_from_torch_classifier(tmp_path: Path) -> None:
+    from mobilefer.errors import ExportVerificationError, InvalidInputError
+    from mobilefer.export.tnn import to_tnn
+
+    model = _mnv2(5)
+    files = to_tnn(model, tmp_path / "fer", input_size=64)
+    assert (files.input_names, files.output_names, files.input_shapes) == (("input",), ("logits",), ((1, 1, 64, 64),))
+    x = _image_input((1, 1, 64, 64), 5)
+    out = run_tnn(read_tnn(files.proto), {"input": x})["logits"]
+    assert np.abs(out - model(torch.from_numpy(x)).detach().numpy()).max() < 1e-4
+    with pytest.raises(ExportVerificationError):
+        to_tnn(model, tmp_path / "strict", input_size=64, tolerance=1e-12)
+    assert not list(tmp_path.glob("strict*"))  # nothing written when verification fails
+    with pytest.raises(InvalidInputError):
+        to_tnn(onnx.load(str(_export(model, tmp_path / "m.onnx", torch.zeros(1, 1, 64, 64), dynamo=False))),
+               tmp_path / "x", input_size=64)
+
+
+def test_to_tnn_from_ultraface_net(tmp_path: Path) -> None:
+    net_module = pytest.importorskip("mobilefer.detect.ultraface_net")
+    from mobilefer.export.tnn import to_tnn
+
+    torch.manual_seed(6)
+    net = _randomise(net_module.UltraFaceNet("slim"), 6)
+    files = to_tnn(net, tmp_path / "det", half=True)
+    assert files.output_names == ("scores", "boxes") and files.input_shapes == ((1, 3, 240, 320),)
+    shapes = infer_tnn_shapes(read_tnn(files.proto))
+    assert shapes["scores"] == (1, 4420, 2) and shapes["boxes"] == (1, 4420, 4)

@@ -2,8 +2,9 @@
 
 Typical use::
 
-    from mobilefer.export.tnn import onnx_to_tnn, read_tnn, run_tnn
+    from mobilefer.export.tnn import onnx_to_tnn, read_tnn, run_tnn, to_tnn
 
+    files = to_tnn(classifier, "out/fer", input_size=64)    # torch model -> ONNX -> verified TNN
     files = onnx_to_tnn("model.onnx", "out/model")          # out/model.tnnproto + out/model.tnnmodel
     model = read_tnn(files.proto)                            # validated graph + numpy weights
     outputs = run_tnn(model, {"input": x})                   # TNN semantics, numpy
@@ -14,7 +15,14 @@ for the op coverage table and ``/work/shared/docs/tnn-format.md`` for the format
 
 from __future__ import annotations
 
-from mobilefer.export.tnn.convert import SUPPORTED_ONNX_OPS, onnx_to_tnn, onnx_to_tnn_model, simplify_onnx
+from mobilefer.export.tnn.convert import (
+    SUPPORTED_ONNX_OPS,
+    onnx_to_tnn,
+    onnx_to_tnn_model,
+    simplify_onnx,
+    to_tnn,
+    verify_tnn,
+)
 from mobilefer.export.tnn.executor import SUPPORTED_LAYERS, infer_tnn_shapes, run_tnn
 from mobilefer.export.tnn.graph import TnnFiles, TnnInput, TnnLayer, TnnModel, TnnResource
 from mobilefer.export.tnn.reader import read_tnn
@@ -36,6 +44,8 @@ __all__ = [
     "read_tnn",
     "run_tnn",
     "simplify_onnx",
+    "to_tnn",
     "validate_tnn_model",
+    "verify_tnn",
     "write_tnn",
 ]

@@ -49,7 +49,7 @@ from mobilefer.export.tnn.writer import tnn_paths, validate_tnn_model, write_tnn
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
-__all__ = ["onnx_to_tnn", "onnx_to_tnn_model", "simplify_onnx", "SUPPORTED_ONNX_OPS"]
+__all__ = ["onnx_to_tnn", "onnx_to_tnn_model", "simplify_onnx", "to_tnn", "verify_tnn", "SUPPORTED_ONNX_OPS"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -1205,6 +1205,119 @@ def onnx_to_tnn_model(
         model = _shorten_names(model)
         validate_tnn_model(model)
     return model
+
+
+def _round_conv_gemm_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose Conv/Gemm weight and bias initializers are rounded through float16."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    rounded = onnx.ModelProto()
+    rounded.CopyFrom(model)
+    names = {name for node in rounded.graph.node if node.op_type in ("Conv", "Gemm") for name in node.input[1:]}
+    for init in rounded.graph.initializer:
+        if init.name in names and init.data_type == TensorProto.FLOAT:
+            array = numpy_helper.to_array(init).astype(np.float16).astype(np.float32)
+            init.CopyFrom(numpy_helper.from_array(array, init.name))
+    return rounded
+
+
+def verify_tnn(
+    onnx_model_or_path: onnx.ModelProto | str | os.PathLike[str],
+    tnn_model: TnnModel,
+    *,
+    half: bool = False,
+    tolerance: float = 1e-4,
+    seed: int = 0,
+) -> float:
+    """Compare :func:`~mobilefer.export.tnn.executor.run_tnn` on ``tnn_model`` with onnxruntime on the
+    simplified ONNX graph (Conv/Gemm weights rounded through float16 when ``half``) for one seeded
+    input uniform in [-1, 1].
+
+    Returns:
+        The largest absolute difference over all outputs.
+
+    Raises:
+        ExportVerificationError: If it exceeds ``tolerance`` or the outputs differ in name or shape.
+    """
+    import onnxruntime as ort
+
+    from mobilefer.errors import ExportVerificationError
+    from mobilefer.export.tnn.executor import run_tnn
+
+    reference = simplify_onnx(onnx_model_or_path, input_shapes={i.name: i.shape for i in tnn_model.inputs})
+    if half:
+        reference = _round_conv_gemm_weights(reference)
+    rng = np.random.default_rng(seed)
+    feeds = {item.name: rng.uniform(-1.0, 1.0, item.shape).astype(np.float32) for item in tnn_model.inputs}
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(reference.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    expected = dict(zip(names, session.run(names, feeds), strict=True))
+    actual = run_tnn(tnn_model, feeds)
+    if set(actual) != set(expected):
+        raise ExportVerificationError(f"TNN outputs {sorted(actual)} differ from ONNX outputs {sorted(expected)}")
+    worst = 0.0
+    for name, value in expected.items():
+        if actual[name].shape != np.shape(value):
+            raise ExportVerificationError(f"output {name!r}: TNN shape {actual[name].shape}, ONNX {np.shape(value)}")
+        worst = max(worst, float(np.max(np.abs(actual[name].astype(np.float64) - value), initial=0.0)))
+    if not worst <= tolerance:
+        raise ExportVerificationError(f"TNN export differs from onnxruntime by {worst:.3g} (tolerance {tolerance:g})")
+    return worst
+
+
+def to_tnn(
+    model_or_onnx: object,
+    out_prefix: str | os.PathLike[str],
+    *,
+    input_size: int | tuple[int, int] | None = None,
+    half: bool = False,
+    force: bool = False,
+    verify: bool = True,
+    tolerance: float = 1e-4,
+) -> TnnFiles:
+    """Export a model to ``<out_prefix>.tnnproto`` / ``<out_prefix>.tnnmodel``.
+
+    Args:
+        model_or_onnx: An ``onnx.ModelProto``, a ``.onnx`` path, or anything
+            :func:`mobilefer.export.onnx.export_spec` accepts (classifier ``nn.Module``,
+            ``ExpressionClassifier``, UltraFace detector or network), which is first exported to
+            ONNX with static shapes.
+        out_prefix: Output path without suffix.
+        input_size: ``(width, height)`` or a side, for torch models (see ``export_spec``).
+        half: Store convolution / inner-product weights as float16.
+        force: Overwrite existing files.
+        verify: Before writing, check the numpy execution of the TNN graph against onnxruntime on the
+            ONNX graph (see :func:`verify_tnn`).
+        tolerance: Largest allowed absolute difference for ``verify``.
+
+    Raises:
+        OutputExistsError: If an output exists and ``force`` is false (checked first).
+        UnsupportedOpError / ExportError / ExportVerificationError: If the model cannot be exported
+            faithfully; nothing is written then.
+    """
+    import onnx
+
+    if not force:
+        for path in tnn_paths(out_prefix):
+            if path.exists():
+                raise OutputExistsError(f"{path} exists; pass force=True to overwrite it")
+    if isinstance(model_or_onnx, (onnx.ModelProto, str, os.PathLike)):
+        if input_size is not None:
+            raise InvalidInputError("input_size applies to torch models; an ONNX model keeps its own input shape")
+        source = _load(model_or_onnx)
+    else:
+        from mobilefer.export.onnx import export_onnx_bytes, export_spec
+
+        spec = export_spec(model_or_onnx, input_size=input_size)
+        source = onnx.load_from_string(export_onnx_bytes(spec, dynamic_batch=False))
+    tnn_model = onnx_to_tnn_model(source, half=half)
+    if verify:
+        worst = verify_tnn(source, tnn_model, half=half, tolerance=tolerance)
+        _LOG.info("TNN export verified: max abs difference %.3g", worst)
+    return write_tnn(tnn_model, out_prefix, force=force)
 
 
 def onnx_to_tnn(
