@@ -207,3 +207,34 @@ def test_load_split_holds_out_a_stratified_val_fraction(fer_subset: ImageSet, tm
     assert len(train) == 56 and len(val) == 14
     np.testing.assert_array_equal(val.class_counts(), [2] * 7)
     assert not set(train.sources) & set(val.sources)
+
+
+def test_training_from_each_form_gives_the_same_weights(fer_subset: ImageSet, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from mobilefer.train import train
+    from mobilefer.train.config import config_from_dict
+
+    train_part = fer_subset.subset(np.flatnonzero(np.arange(70) % 5 != 0))
+    val_part = fer_subset.subset(np.flatnonzero(np.arange(70) % 5 == 0))
+    sources = {
+        "fer2013_npz": (_write_npz(train_part, tmp_path / "t.npz"), _write_npz(val_part, tmp_path / "v.npz")),
+        "fer2013_csv": (_write_csv(train_part, tmp_path / "t.csv"), _write_csv(val_part, tmp_path / "v.csv")),
+        "imagefolder": (_write_folders(train_part, tmp_path / "t"), _write_folders(val_part, tmp_path / "v")),
+    }
+    weights = {}
+    for form, (train_path, val_path) in sources.items():
+        raw = {
+            "data": {"format": form, "train": str(train_path), "val": str(val_path), "val_usage": "PublicTest",
+                     "train_usage": "PublicTest", "labels": list(FER2013_CLASSES)},
+            "model": {"width_mult": 0.35},
+            "schedule": {"epochs": 1, "warmup_epochs": 0.0},
+            "train": {"batch_size": 16, "max_steps_per_epoch": 2, "threads": 1, "progress": False, "plots": False},
+        }
+        result = train(config_from_dict(raw), tmp_path / "runs" / form)
+        assert result.best.n == 14
+        weights[form] = load_file(str(result.run_dir / "last.safetensors"))
+    reference = weights["fer2013_npz"]
+    for form, state in weights.items():
+        assert [k for k in reference if k.startswith("model.") and not torch.equal(reference[k], state[k])] == [], form

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mobilefer.errors import ModelFormatError
+from mobilefer.errors import InvalidInputError, ModelFormatError, WeightsNotFoundError
 from mobilefer.models.factory import ModelSpec
 from mobilefer.preset import Preset
 
@@ -50,6 +50,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -83,12 +84,17 @@ def save_classifier(
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata of a safetensors file (validated header), without loading tensors."""
+    """The metadata of a safetensors file (validated header), without loading tensors.
+
+    Raises:
+        WeightsNotFoundError: If ``path`` is not a file.
+        ModelFormatError: If it is not a readable safetensors file.
+    """
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(path)
+        raise WeightsNotFoundError(f"checkpoint file {path} does not exist")
     try:
         with safe_open(str(path), framework="pt") as fh:
             return dict(fh.metadata() or {})
@@ -96,12 +102,40 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise ModelFormatError(f"{path}: not a valid safetensors file ({exc})") from exc
 
 
+def _check_shapes_before_building(path: Path, spec: ModelSpec, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Refuse a spec that does not describe the file's tensors, before allocating its network.
+
+    The architecture is built on the ``meta`` device (shapes only, no memory), so damaged or hostile
+    metadata describing a huge network (``width_mult=1e6``, ``num_classes=1e12``) is refused instead
+    of allocating terabytes; the real network then needs about as much memory as the file holds.
+    """
+    try:
+        with torch.device("meta"):
+            skeleton = spec.build()
+    except Exception as exc:  # noqa: BLE001 - absurd sizes fail in many ways (TypeError, RuntimeError, ...)
+        first_line = (str(exc).splitlines() or [""])[0]  # torch appends C++ stack frames
+        raise ModelFormatError(
+            f"{path}: the checkpoint describes an architecture this build cannot create "
+            f"({type(exc).__name__}: {first_line})"
+        ) from exc
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    if expected != shapes:
+        missing = sorted(set(expected) - set(shapes))
+        unexpected = sorted(set(shapes) - set(expected))
+        wrong = sorted(k for k in expected if k in shapes and expected[k] != shapes[k])
+        raise ModelFormatError(
+            f"{path}: weights do not match the {spec.name} architecture it describes (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}, wrong shape {[(k, shapes[k], expected[k]) for k in wrong[:3]]})"
+        )
+
+
 def load_classifier(path: str | Path) -> Checkpoint:
     """Load a classifier saved by :func:`save_classifier` (or a training run's best/last file).
 
     Raises:
-        ModelFormatError: If the file is not a mobilefer classifier checkpoint or its tensors do not fit
-            the architecture it describes.
+        WeightsNotFoundError: If ``path`` does not exist (also a ``FileNotFoundError``).
+        ModelFormatError: If the file is not a mobilefer classifier checkpoint (wrong format tag, damaged
+            metadata, truncated, or tensors that do not fit the architecture it describes).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -113,8 +147,9 @@ def load_classifier(path: str | Path) -> Checkpoint:
     try:
         spec = ModelSpec.from_dict(json.loads(meta["model"]))
         preset = Preset.from_json(meta["preset"])
-        metrics: dict[str, Any] = json.loads(meta.get("metrics", "{}"))
-    except (KeyError, json.JSONDecodeError, ValueError) as exc:
+        metrics_raw: Any = json.loads(meta.get("metrics", "{}"))
+        metrics = {str(k): float(v) for k, v in dict(metrics_raw).items()}
+    except (KeyError, json.JSONDecodeError, ValueError, TypeError) as exc:
         raise ModelFormatError(f"{path}: damaged checkpoint metadata ({exc})") from exc
     try:
         state = load_file(str(path))
@@ -124,10 +159,14 @@ def load_classifier(path: str | Path) -> Checkpoint:
     if all(k.startswith(prefix) or k.startswith("ema.") or k.startswith("optim.") for k in state):
         source = "ema." if any(k.startswith("ema.") for k in state) else prefix
         state = {k[len(source) :]: v for k, v in state.items() if k.startswith(source)}
-    model = spec.build()
+    _check_shapes_before_building(path, spec, {k: tuple(v.shape) for k, v in state.items()})
+    try:
+        model = spec.build()
+    except InvalidInputError as exc:
+        raise ModelFormatError(f"{path}: the checkpoint describes an architecture this build cannot create ({exc})") from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ModelFormatError(f"{path}: weights do not match the {spec.name} architecture ({exc})") from exc
     model.eval()
-    return Checkpoint(model, preset, spec, {k: float(v) for k, v in metrics.items()}, path)
+    return Checkpoint(model, preset, spec, metrics, path)

@@ -121,11 +121,14 @@ def _run_video(pipeline: Any, job: Job) -> dict[str, Any]:
     writer = None
     frames: list[dict[str, Any]] = []
     try:
-        fps = cv2.VideoCapture(str(job.source)).get(cv2.CAP_PROP_FPS) or 25.0
-        for index, frame, results in pipeline.iter_video(job.source):
+        frames_iter = pipeline.iter_video(job.source)  # opens (and checks) the video now
+        probe = cv2.VideoCapture(str(job.source))
+        fps = probe.get(cv2.CAP_PROP_FPS) or 25.0
+        probe.release()
+        for index, frame, results in frames_iter:
             if writer is None:
                 h, w = frame.shape[:2]
-                writer = cv2.VideoWriter(tmp_name, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
+                writer = cv2.VideoWriter(tmp_name, cv2.VideoWriter.fourcc(*"mp4v"), float(fps), (w, h))
             writer.write(pipeline.annotate(frame, results))
             frames.append({"frame_index": index, "faces": [r.to_dict() for r in results]})
         if writer is not None:
@@ -173,7 +176,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         for job, future in zip(jobs, futures, strict=True):
             try:
                 record = future.result()
-            except MobileferError as exc:
+            except (MobileferError, OSError) as exc:  # OSError: an output cannot be written (disk full, ...)
                 failures += 1
                 sys.stderr.write(f"mobilefer: error: {job.source}: {exc}\n")
                 continue

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -25,6 +25,10 @@ import torch
 from mobilefer.classify.classifier import BACKENDS, Backend, ExpressionClassifier
 from mobilefer.detect.base import Detection, Detector
 from mobilefer.errors import InvalidImageError, InvalidInputError, WeightsError
+from mobilefer.video import DEFAULT_SMOOTHING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mobilefer.video import SmoothingTracker
 
 __all__ = ["FaceResult", "Pipeline", "VideoFrame", "validate_frame", "MAX_PIXELS"]
 
@@ -112,6 +116,7 @@ class _OrtUltraFace:
         from mobilefer.runtime import cached_export, make_session
 
         self.session = make_session(cached_export(detector), threads)
+        self.net = detector.net  # keeps UltraFaceDetector.net (and exporting the detector) working
         self.priors = detector.model.priors
         self.center_variance = detector.model.center_variance
         self.size_variance = detector.model.size_variance
@@ -127,10 +132,14 @@ class _OrtUltraFace:
 def _build_detector(detector: str | Detector, weights: str | Path | None, backend: Backend, threads: int | None) -> Detector:
     from mobilefer.detect import UltraFaceDetector, create_detector
 
+    built: Detector
     if isinstance(detector, str):
-        if detector == "auto":
+        if detector == "auto" and weights is not None:
+            # An explicit weights file is a request for UltraFace: a wrong path must not silently become Haar.
+            built = create_detector("ultraface-rfb-320", weights=weights)
+        elif detector == "auto":
             try:
-                built: Detector = create_detector("ultraface-rfb-320", weights=weights)
+                built = create_detector("ultraface-rfb-320", weights=weights)
                 logger.info("detector 'auto': using ultraface-rfb-320")
             except WeightsError as exc:
                 logger.warning("detector 'auto': UltraFace weights unavailable (%s); falling back to 'haar'", exc)
@@ -174,9 +183,10 @@ class Pipeline:
     """Face detection + expression classification.
 
     Args:
-        detector: ``"auto"`` (UltraFace RFB-320 when its weights resolve — path, cache or download —
-            else Haar; logged), ``"ultraface-rfb-320"``, ``"ultraface-slim-320"``, ``"haar"`` or a
-            detector object.
+        detector: ``"auto"`` (UltraFace RFB-320 when its weights resolve — packaged, cache or
+            download — else Haar, logged; with ``detector_weights`` it is RFB-320 with that file, and a
+            bad file raises instead of falling back), ``"ultraface-rfb-320"``, ``"ultraface-slim-320"``,
+            ``"haar"`` or a detector object.
         classifier: ``None`` (the shipped FER2013 model), a checkpoint path, or an ExpressionClassifier.
         backend: ``"onnxruntime"`` (mobilefer's verified ONNX exports) or ``"torch"``.
         detector_weights: Explicit UltraFace weights file (checked against the registry hash when the
@@ -289,30 +299,37 @@ class Pipeline:
         self,
         source: str | Path | int,
         *,
-        smoothing: float | None = 0.6,
-        match_iou: float = 0.3,
-        max_age: int = 5,
+        smoothing: float | None = DEFAULT_SMOOTHING.alpha,
+        match_iou: float = DEFAULT_SMOOTHING.match_iou,
+        max_age: int = DEFAULT_SMOOTHING.max_age,
         max_frames: int | None = None,
     ) -> Iterator[VideoFrame]:
         """Run on a video file or camera index, yielding ``(frame_index, frame, results)``.
 
+        Arguments are checked and the source is opened when this method is called (not on the first
+        ``next()``), so a missing or unreadable file fails immediately.
+
         Args:
-            source: Video file path or camera index.
-            smoothing: EMA weight of the past for each tracked face's probabilities (0 or ``None``: off).
-                Faces are matched across frames by IoU (see :mod:`mobilefer.video`).
+            source: Video file path or camera index (``0 <= index < 2**31``).
+            smoothing: EMA weight of the past for each tracked face's probabilities, in [0, 1)
+                (0 or ``None``: off, and results carry no ``track_id``). Faces are matched across
+                frames by IoU (see :mod:`mobilefer.video`).
             match_iou: Minimum IoU to continue a track.
             max_age: Frames a track survives unseen.
             max_frames: Stop after this many frames.
 
         Raises:
-            FileNotFoundError (InvalidInputError): If the file does not exist or cannot be opened as video.
+            InvalidInputError: Bad arguments (including a negative camera index).
+            DataError: If the file does not exist or OpenCV cannot open it as a video (or no such camera).
         """
         import cv2
 
         from mobilefer.errors import DataError
         from mobilefer.video import SmoothingTracker
 
-        if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 0):
+        if max_frames is not None and (
+            isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 0
+        ):
             raise InvalidInputError(f"max_frames must be an int >= 0 or None, got {max_frames!r}")
         tracker = SmoothingTracker(smoothing, match_iou, max_age) if smoothing else None
         if isinstance(source, bool) or not isinstance(source, (str, Path, int)):
@@ -323,10 +340,18 @@ class Pipeline:
                 raise DataError(f"video file not found: {path}")
             capture = cv2.VideoCapture(str(path))
         else:
+            # OpenCV crashes the process (SIGSEGV) on negative indexes and raises cv2.error above int32.
+            if not 0 <= source < 2**31:
+                raise InvalidInputError(f"camera index must be in [0, 2**31), got {source}")
             capture = cv2.VideoCapture(source)
         if not capture.isOpened():
             capture.release()
-            raise DataError(f"cannot open video {source!r} (not a video file OpenCV can decode, or no such camera)")
+            raise DataError(f"cannot open video {str(source)!r} (not a video file OpenCV can decode, or no such camera)")
+        return self._video_frames(capture, tracker, max_frames)
+
+    def _video_frames(
+        self, capture: Any, tracker: SmoothingTracker | None, max_frames: int | None
+    ) -> Iterator[VideoFrame]:
         labels = self.classifier.labels
         try:
             index = 0

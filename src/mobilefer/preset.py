@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -20,7 +21,10 @@ import numpy as np
 
 from mobilefer.errors import InvalidImageError, InvalidInputError
 
-__all__ = ["CropRule", "Preset", "ColorOrder", "Interpolation"]
+__all__ = ["CropRule", "Preset", "ColorOrder", "Interpolation", "FER2013_LABELS"]
+
+#: FER2013 class names in label order (0 angry ... 6 neutral).
+FER2013_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 ColorOrder = Literal["gray", "rgb", "bgr"]
 Interpolation = Literal["linear", "area", "nearest"]
@@ -67,9 +71,14 @@ class CropRule:
         Raises:
             InvalidInputError: If the box is not four finite numbers with ``x2 > x1`` and ``y2 > y1``.
         """
-        if len(box) != 4:
-            raise InvalidInputError(f"a box must be (x1, y1, x2, y2), got {box!r}")
-        x1, y1, x2, y2 = (float(v) for v in box)
+        try:
+            if len(box) != 4:
+                raise InvalidInputError(f"a box must be (x1, y1, x2, y2), got {box!r}")
+            x1, y1, x2, y2 = (float(v) for v in box)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, InvalidInputError):
+                raise
+            raise InvalidInputError(f"a box must be four numbers (x1, y1, x2, y2), got {box!r}") from exc
         if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
             raise InvalidInputError(f"a box must be finite with x2 > x1 and y2 > y1, got {tuple(box)!r}")
         w, h = x2 - x1, y2 - y1
@@ -93,21 +102,17 @@ class CropRule:
         h, w = image.shape[:2]
         ix1, iy1 = max(left, 0), max(top, 0)
         ix2, iy2 = min(right, w), min(bottom, h)
-        if ix1 >= ix2 or iy1 >= iy2:
-            # The window lies fully outside the image: replicate the nearest border pixel.
-            cx = min(max((left + right) // 2, 0), w - 1)
-            cy = min(max((top + bottom) // 2, 0), h - 1)
-            ix1, ix2, iy1, iy2 = cx, cx + 1, cy, cy + 1
-        inner = image[iy1:iy2, ix1:ix2]
-        pads = (iy1 - top, bottom - iy2, ix1 - left, right - ix2)
-        if not any(pads):
-            return np.ascontiguousarray(inner)
-        import cv2
-
-        border = cv2.BORDER_REPLICATE if self.border == "replicate" else cv2.BORDER_CONSTANT
-        out = cv2.copyMakeBorder(np.ascontiguousarray(inner), *pads, border, value=0)
-        if image.ndim == 3 and out.ndim == 2:  # OpenCV drops a singleton channel axis
-            out = out[:, :, None]
+        if left >= 0 and top >= 0 and right <= w and bottom <= h:
+            return np.ascontiguousarray(image[top:bottom, left:right])
+        if self.border == "replicate":
+            # Every output pixel takes the value of the nearest image pixel (clamped coordinates); this
+            # also covers windows lying entirely outside the image.
+            rows = np.clip(np.arange(top, bottom), 0, h - 1)
+            cols = np.clip(np.arange(left, right), 0, w - 1)
+            return np.ascontiguousarray(image[rows[:, None], cols[None, :]])
+        out = np.zeros((bottom - top, right - left, *image.shape[2:]), dtype=image.dtype)
+        if ix1 < ix2 and iy1 < iy2:
+            out[iy1 - top : iy2 - top, ix1 - left : ix2 - left] = image[iy1:iy2, ix1:ix2]
         return out
 
 
@@ -138,6 +143,27 @@ class Preset:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise InvalidInputError("Preset.name must be a non-empty string")
+        # Normalise sequences to tuples (hashable, equal after a to_dict/from_dict round trip) and keep
+        # crop_rules sorted by detector name so equality does not depend on their order.
+        for key in ("input_size", "mean", "std", "labels", "crop_rules"):
+            value = getattr(self, key)
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+                raise InvalidInputError(f"Preset.{key} must be a sequence, got {value!r}")
+            object.__setattr__(self, key, tuple(value))
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (*self.mean, *self.std)):
+            raise InvalidInputError(f"Preset {self.name!r}: mean and std must be numbers, got {self.mean!r}, {self.std!r}")
+        if not all(math.isfinite(v) for v in self.mean):
+            raise InvalidInputError(f"Preset {self.name!r}: mean values must be finite, got {self.mean!r}")
+        if not all(
+            isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], str)
+            and isinstance(entry[1], CropRule)
+            for entry in self.crop_rules
+        ):
+            raise InvalidInputError(
+                f"Preset {self.name!r}: crop_rules must be (detector name, CropRule) pairs, got {self.crop_rules!r}"
+            )
+        rules = sorted(((str(n), r) for n, r in self.crop_rules), key=lambda item: item[0])
+        object.__setattr__(self, "crop_rules", tuple(rules))
         if (
             len(self.input_size) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in self.input_size)
@@ -239,18 +265,29 @@ class Preset:
 
     def normalize(self, images: np.ndarray) -> np.ndarray:
         """(N, H, W[, C]) uint8 already in this preset's colour order and size → (N, C, H, W) float32."""
-        x = images.astype(np.float32)
-        if x.ndim == 3:
-            x = x[:, None, :, :]
+        # Reorder the uint8 pixels to NCHW first, then convert and normalise in place: numpy's broadcast
+        # over an NHWC-strided float view is several times slower than these contiguous passes, and the
+        # float32 arithmetic ((x - mean) / std) is the same, so the result is bit-identical.
+        if images.ndim == 3:
+            x = images.astype(np.float32)[:, None, :, :]
         else:
-            x = x.transpose(0, 3, 1, 2)
+            x = np.ascontiguousarray(images.transpose(0, 3, 1, 2)).astype(np.float32)
         mean = np.asarray(self.mean, dtype=np.float32).reshape(1, -1, 1, 1)
         std = np.asarray(self.std, dtype=np.float32).reshape(1, -1, 1, 1)
-        return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
+        np.subtract(x, mean, out=x)
+        np.divide(x, std, out=x)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _prepare(self, image: np.ndarray) -> np.ndarray:
+        # A BGR→RGB/BGR conversion only permutes channels, which commutes exactly with OpenCV's
+        # per-channel resize: resize first so the conversion touches the (usually much smaller) output.
+        if self.color != "gray" and image.ndim == 3 and image.shape[2] == 3:
+            return self.to_gray_or_color(self.resize(image))
+        return self.resize(self.to_gray_or_color(image))
 
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """BGR/BGRA/gray uint8 images of any size → one (N, C, H, W) float32 network batch."""
-        prepared = [self.resize(self.to_gray_or_color(img)) for img in images]
+        prepared = [self._prepare(img) for img in images]
         if not prepared:
             return np.zeros((0, self.channels, self.height, self.width), dtype=np.float32)
         return self.normalize(np.stack(prepared))

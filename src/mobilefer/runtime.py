@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from mobilefer.errors import InvalidInputError
+from mobilefer.errors import InvalidInputError, ModelFormatError
 
 __all__ = ["make_session", "onnx_cache_dir", "cached_export", "model_fingerprint"]
 
@@ -34,11 +34,21 @@ def make_session(model: bytes | str | Path, threads: int | None = None) -> Any:
     Args:
         model: Serialized ONNX bytes or a file path.
         threads: Intra-op threads (``None``: onnxruntime's default; 0 is the same).
+
+    Raises:
+        InvalidInputError: If ``model`` is neither bytes nor the path of an existing file, or ``threads``
+            is invalid.
+        ModelFormatError: If onnxruntime cannot load the model (not ONNX, truncated, unsupported, or
+            external data outside the model's folder).
     """
     import onnxruntime as ort
 
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 0):
         raise InvalidInputError(f"threads must be an int >= 0 or None, got {threads!r}")
+    if not isinstance(model, (bytes, str, Path)):
+        raise InvalidInputError(f"model must be ONNX bytes or a file path, got {type(model).__name__}")
+    if not isinstance(model, bytes) and not Path(model).is_file():
+        raise InvalidInputError(f"ONNX file {model} does not exist (or is not a file)")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
@@ -46,7 +56,11 @@ def make_session(model: bytes | str | Path, threads: int | None = None) -> Any:
         options.inter_op_num_threads = 1
     options.log_severity_level = 3
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own unrelated exception types
+        what = "the ONNX bytes" if isinstance(model, bytes) else str(model)
+        raise ModelFormatError(f"onnxruntime cannot load {what}: {exc}") from exc
 
 
 def model_fingerprint(module: torch.nn.Module, *extra: object) -> str:

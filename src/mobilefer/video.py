@@ -18,7 +18,26 @@ import numpy as np
 
 from mobilefer.errors import InvalidInputError
 
-__all__ = ["box_iou", "SmoothingTracker", "Track"]
+__all__ = ["box_iou", "SmoothingParams", "DEFAULT_SMOOTHING", "SmoothingTracker", "Track"]
+
+
+@dataclass(frozen=True)
+class SmoothingParams:
+    """Parameters of the temporal smoothing (shared by the Python video helper and the Android bundle).
+
+    Attributes:
+        alpha: EMA weight of the past, in [0, 1) (0 = no smoothing).
+        match_iou: Minimum IoU for a detection to continue a track, in (0, 1].
+        max_age: Frames a track survives without a match.
+    """
+
+    alpha: float = 0.6
+    match_iou: float = 0.3
+    max_age: int = 5
+
+
+#: The defaults of :meth:`mobilefer.Pipeline.iter_video` and of exported bundles.
+DEFAULT_SMOOTHING = SmoothingParams()
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -52,7 +71,12 @@ class SmoothingTracker:
         max_age: Frames a track survives without a match.
     """
 
-    def __init__(self, alpha: float = 0.6, match_iou: float = 0.3, max_age: int = 5) -> None:
+    def __init__(
+        self,
+        alpha: float = DEFAULT_SMOOTHING.alpha,
+        match_iou: float = DEFAULT_SMOOTHING.match_iou,
+        max_age: int = DEFAULT_SMOOTHING.max_age,
+    ) -> None:
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha < 1.0:
             raise InvalidInputError(f"smoothing alpha must be in [0, 1), got {alpha!r}")
         if isinstance(match_iou, bool) or not isinstance(match_iou, (int, float)) or not 0.0 < match_iou <= 1.0:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mobilefer.errors import InvalidImageError, InvalidInputError, NoShippedModelError, WeightsError
-from mobilefer.preset import Preset
+from mobilefer.preset import FER2013_LABELS, Preset
 
 __all__ = [
     "Backend",
@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_CLASSIFIER",
     "default_checkpoint_path",
     "as_crop_batch",
+    "softmax",
 ]
 
 logger = logging.getLogger(__name__)
@@ -28,8 +29,6 @@ logger = logging.getLogger(__name__)
 Backend = Literal["torch", "onnxruntime"]
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
 
-#: FER2013 class names in label order.
-FER2013_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 #: Registry name of the shipped FER2013 classifier.
 DEFAULT_CLASSIFIER = "fer2013-mobilenetv2"
@@ -85,16 +84,24 @@ def as_crop_batch(crops: Any) -> list[np.ndarray]:
             raise InvalidImageError(
                 f"predict_proba() takes a list of crops or an (N, H, W[, C]) uint8 array, got {crops.dtype} {crops.shape}"
             )
+        if crops.ndim == 3 and crops.shape[2] in (3, 4):
+            # (H, W, 3) is one colour image, not H gray crops of width 3: refuse instead of guessing.
+            raise InvalidImageError(
+                f"predict_proba() got a single array of shape {crops.shape}, which looks like one BGR/BGRA image; "
+                "pass [image] (a list) or a batch of shape (N, H, W, C)"
+            )
         return [_check_one(i, c) for i, c in enumerate(crops)]
     if isinstance(crops, (list, tuple)):
         return [_check_one(i, c) for i, c in enumerate(crops)]
     raise InvalidImageError(f"predict_proba() takes a list of crops or an uint8 array, got {type(crops).__name__}")
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, K) logits in float32 (max-subtracted for stability)."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    probs: np.ndarray = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    return probs
 
 
 class ExpressionClassifier:
@@ -189,7 +196,8 @@ class ExpressionClassifier:
             out = self._session.run(["logits"], {"input": x})[0]
             return np.asarray(out, dtype=np.float32)
         with torch.inference_mode():
-            return self.model(torch.from_numpy(x)).float().numpy()
+            logits: np.ndarray = self.model(torch.from_numpy(x)).float().numpy()
+        return logits
 
     def predict_logits(self, crops: Any) -> np.ndarray:
         """(N, num_classes) float32 logits (mirror-averaged when ``tta``)."""
@@ -203,7 +211,7 @@ class ExpressionClassifier:
 
     def predict_proba(self, crops: Any) -> np.ndarray:
         """(N, num_classes) float32 probabilities for a list of crops or an (N, H, W[, C]) uint8 array."""
-        return _softmax(self.predict_logits(crops))
+        return softmax(self.predict_logits(crops))
 
     def __repr__(self) -> str:
         return (

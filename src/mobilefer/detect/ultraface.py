@@ -258,6 +258,30 @@ def select_boxes(
     return candidates[kept]
 
 
+def _check_torch_file_size(path: Path, limit: int) -> None:
+    """Refuse a torch file that is, or would decompress to, more than ``limit`` bytes, before reading it.
+
+    ``torch.load`` allocates each zip record's declared uncompressed size, so a few-MB file with a
+    deflated record can make it allocate gigabytes; the declared sizes are checked here first.
+    """
+    import zipfile
+
+    size = path.stat().st_size
+    if size > limit:
+        raise ModelFormatError(f"{path} is {size} bytes; UltraFace weights are at most {limit} bytes")
+    if not zipfile.is_zipfile(path):
+        return  # legacy (non-zip) torch format: storages are read from the file itself
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ModelFormatError(f"{path} is a damaged torch zip file ({exc})") from exc
+    if declared > limit:
+        raise ModelFormatError(
+            f"{path} would unpack to {declared} bytes; UltraFace weights are at most {limit} bytes"
+        )
+
+
 def load_ultraface_net(arch: str, path: str | Path) -> UltraFaceNet:
     """Build an :class:`UltraFaceNet` and load official-format weights into it (``strict=True``).
 
@@ -279,6 +303,8 @@ def load_ultraface_net(arch: str, path: str | Path) -> UltraFaceNet:
     net = UltraFaceNet(arch)
     if not path.is_file():
         raise WeightsNotFoundError(f"UltraFace weights file {path} does not exist")
+    # Even float64 weights need 8 bytes per element; anything much larger is not this network.
+    _check_torch_file_size(path, 8 * sum(t.numel() for t in net.state_dict().values()) + (1 << 20))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for corrupt files

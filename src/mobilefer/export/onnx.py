@@ -172,7 +172,7 @@ def export_onnx_bytes(spec: ExportSpec, *, dynamic_batch: bool = True, opset: in
             torch.onnx.export(
                 spec.module,
                 (example,),
-                buffer,
+                buffer,  # type: ignore[arg-type]  # the TorchScript exporter accepts file objects
                 input_names=[spec.input_name],
                 output_names=list(spec.output_names),
                 dynamic_axes=dynamic_axes,
@@ -186,6 +186,12 @@ def export_onnx_bytes(spec: ExportSpec, *, dynamic_batch: bool = True, opset: in
     # Initializers must not be graph inputs (lets onnxruntime fold them, unlike the official UltraFace files).
     init_names = {i.name for i in proto.graph.initializer}
     keep = [i for i in proto.graph.input if i.name not in init_names]
+    if [i.name for i in keep] != [spec.input_name]:
+        raise ExportError(
+            f"the traced graph of {type(spec.module).__name__} has inputs {[i.name for i in keep]} instead of "
+            f"[{spec.input_name!r}]: its outputs do not depend on the input tensor (data-dependent Python code, "
+            ".numpy() or .item() calls are frozen into constants when tracing)"
+        )
     del proto.graph.input[:]
     proto.graph.input.extend(keep)
     meta = dict(spec.metadata)
@@ -234,7 +240,10 @@ def verify_onnx(
     """
     import onnxruntime as ort
 
-    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ExportVerificationError(f"onnxruntime cannot load the exported model: {exc}") from exc
     rng = np.random.default_rng(seed)
     _, c, h, w = spec.input_shape
     dynamic = not isinstance(session.get_inputs()[0].shape[0], int)
@@ -243,7 +252,12 @@ def verify_onnx(
     worst = 0.0
     for x in trials:
         expected = _torch_outputs(spec.module, x)
-        got = session.run(list(spec.output_names), {spec.input_name: x})
+        try:
+            got = session.run(list(spec.output_names), {spec.input_name: x})
+        except Exception as exc:  # noqa: BLE001 - e.g. a batch size a static-batch export does not take
+            raise ExportVerificationError(
+                f"onnxruntime cannot run the exported model on an input of shape {x.shape}: {exc}"
+            ) from exc
         for name, e, g in zip(spec.output_names, expected, got, strict=True):
             if e.shape != g.shape:
                 raise ExportVerificationError(f"output {name!r}: onnxruntime shape {g.shape} != torch shape {e.shape}")

@@ -250,9 +250,15 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
     if annotation is float:
         if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
             value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; accept it as the number it means
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidConfigError(f"{key}: must be a finite number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond the float range
+            number = math.inf
+        if not math.isfinite(number):
+            raise InvalidConfigError(f"{key}: must be a finite number, got {value!r}")
+        return number
     if annotation is str:
         if not isinstance(value, str):
             raise InvalidConfigError(f"{key}: must be a string, got {type(value).__name__} {value!r}")
@@ -267,7 +273,7 @@ def _build_section(name: str, cls: type[Any], raw: Any) -> Any:
         raise InvalidConfigError(f"{name}: must be a mapping of keys to values, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
+    unknown = sorted(set(raw) - known, key=str)
     if unknown:
         raise InvalidConfigError(f"{name}.{unknown[0]}: unknown key (valid keys: {', '.join(sorted(known))})")
     values = {k: _coerce(f"{name}.{k}", hints[k], v) for k, v in raw.items()}
@@ -377,7 +383,7 @@ def config_from_dict(raw: Any, base_dir: Path | None = None, check_paths: bool =
     """
     if not isinstance(raw, Mapping):
         raise InvalidConfigError(f"the config must be a mapping with sections {sorted(_SECTIONS)}")
-    unknown = sorted(set(raw) - set(_SECTIONS))
+    unknown = sorted(set(raw) - set(_SECTIONS), key=str)
     if unknown:
         raise InvalidConfigError(f"{unknown[0]}: unknown section (valid sections: {', '.join(sorted(_SECTIONS))})")
     sections = {name: _build_section(name, cls, raw.get(name)) for name, cls in _SECTIONS.items()}

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from mobilefer.errors import DataError
+from mobilefer.preset import FER2013_LABELS
 
 __all__ = [
     "FER2013_CLASSES",
@@ -36,7 +37,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FER2013_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FER2013_CLASSES: tuple[str, ...] = FER2013_LABELS
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mobilefer.checkpoint import atomic_save_file, atomic_write_bytes, save_classifier
-from mobilefer.errors import InvalidConfigError, ModelFormatError
+from mobilefer.errors import InvalidConfigError, InvalidInputError, ModelFormatError
 from mobilefer.models.factory import ModelSpec
 from mobilefer.preset import Preset
 from mobilefer.train.augment import augment_batch, mix_batch
@@ -232,10 +232,10 @@ def init_from_checkpoint(model: nn.Module, path: str | Path) -> int:
     state = _read_state_dict(path)
     target = model.net if isinstance(model, ChannelRepeat) else model
     own = target.state_dict()
-    if isinstance(target, MobileNetV2) and not (own.keys() & state.keys()):
+    layout = "torchvision" if "features.0.0.weight" in state else "timm" if "conv_stem.weight" in state else ""
+    if isinstance(target, MobileNetV2) and layout:
         from mobilefer.models import convert
 
-        layout = "torchvision" if any(k.startswith("features.") for k in state) else "timm"
         converter = convert.from_torchvision if layout == "torchvision" else convert.from_timm
         try:
             with torch.random.fork_rng(devices=[]):
@@ -383,7 +383,10 @@ class _Run:
         self.spec = _spec(cfg, len(self.classes))
         self.train_x = _to_nchw(train_set.images)
         self.train_y = torch.from_numpy(train_set.labels)
-        model = self.spec.build()
+        try:
+            model = self.spec.build()
+        except InvalidInputError as exc:
+            raise InvalidConfigError(f"model.name: {exc}") from exc
         if cfg.model.init_checkpoint:
             self._init_from(model, Path(cfg.model.init_checkpoint))
         self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
@@ -490,6 +493,19 @@ class _Run:
         seconds = time.perf_counter() - t0
         return step, total_loss / max(seen, 1), correct / max(seen, 1), seen * self.world, seconds
 
+    def _sync_buffers(self) -> None:
+        """Give every rank rank 0's buffers (BN statistics) after an epoch.
+
+        DDP broadcasts rank 0's buffers before each forward, but the last step of an epoch updates each
+        rank's statistics from its own batch. Without this the ranks would evaluate (and EMA-copy)
+        different BN statistics.
+        """
+        for module in (self.model, self.ema):
+            if module is None:
+                continue
+            for buffer in module.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+
     def _save(self, epoch: int, step: int, history: list[dict[str, Any]], best: EvalResult | None,
               best_epoch: int) -> None:
         tensors, meta = _pack_state(self.model, self.ema, self.opt, self.gen, epoch, step, history)
@@ -527,6 +543,8 @@ class _Run:
         images = 0
         for epoch in range(start_epoch + 1, final_epoch + 1):
             step, tr_loss, tr_acc, n_imgs, secs = self._train_epoch(epoch, step)
+            if self.world > 1:
+                self._sync_buffers()
             images += n_imgs
             eval_model = self.ema if self.ema is not None else self.model
             result = evaluate_arrays(
@@ -607,9 +625,11 @@ def train(cfg: TrainConfig, runs_dir: str | Path, *, stop_after: int | None = No
         run.run_dir = Path(str(names[0]))
         run_dir = run.run_dir
     else:
-        run_dir = _new_run_dir(Path(runs_dir), cfg.train.name)
-        run = _Run(cfg, run_dir)
+        # Load data and build the model first: a failing config leaves no empty run directory behind.
+        run = _Run(cfg, Path(runs_dir))
         run.setup()
+        run_dir = _new_run_dir(Path(runs_dir), cfg.train.name)
+        run.run_dir = run_dir
     if rank == 0:
         atomic_write_bytes(run_dir / "config.yaml", dump_config(cfg).encode())
         logger.info("run directory %s: %d train / %d val images, %d classes, %d steps/epoch",

@@ -20,9 +20,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mobilefer.errors import InvalidInputError
-from mobilefer.preset import Preset
+from mobilefer.preset import FER2013_LABELS, CropRule, Preset
 
-__all__ = ["ULTRAFACE_PRESET", "WeightsRecord", "get_record", "list_records"]
+__all__ = ["FER2013_PRESET", "ULTRAFACE_PRESET", "WeightsRecord", "get_record", "list_records"]
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _URL_SCHEMES = ("http", "https")
@@ -178,6 +178,47 @@ ULTRAFACE_PRESET = Preset(
 )
 """Input preset of the UltraFace 320x240 detectors (RFB and slim): RGB, ``(pixel - 127) / 128``."""
 
+FER2013_PRESET = Preset(
+    name="fer2013-mnv2",
+    input_size=(48, 48),
+    color="gray",
+    mean=(127.5,),
+    std=(127.5,),
+    interpolation="linear",
+    labels=FER2013_LABELS,
+    crop_rules=(
+        ("default", CropRule(margin=0.0, square=True, shift_y=0.0)),
+        ("haar", CropRule(margin=0.0, square=True, shift_y=0.05)),
+        ("ultraface-rfb-320", CropRule(margin=0.0, square=True, shift_y=0.0)),
+        ("ultraface-slim-320", CropRule(margin=0.0, square=True, shift_y=0.05)),
+    ),
+)
+"""Input preset of the shipped FER2013 classifier: 48x48 gray, ``(pixel - 127.5) / 127.5``, and the crop
+rule per detector fitted with ``benchmarks/e2e_accuracy.py --fit`` (the packaged checkpoint carries the
+same preset; a test checks they are equal)."""
+
+#: Figures measured for the shipped classifier (see docs/model-card.md). ``val_*``: FER2013 PublicTest,
+#: all 3,589 faces, as ``mobilefer eval default`` computes them. ``e2e_val_accuracy_<detector>``: the
+#: end-to-end protocol (mobilefer.calibration) on all val faces; ``e2e_ci_accuracy_<detector>``: the same
+#: protocol on the seeded 300-face CI subset (stratified, seed 0), checked in CI within 2 points.
+_FER2013_METRICS: Mapping[str, float] = MappingProxyType(
+    {
+        "val_accuracy": 0.5625522429646141,
+        "val_macro_f1": 0.4581195755823308,
+        "e2e_val_accuracy_ultraface-rfb-320": 0.5029256060183895,
+        "e2e_val_accuracy_ultraface-slim-320": 0.4898300362217888,
+        "e2e_val_accuracy_haar": 0.43076065756478127,
+        "e2e_ci_accuracy_ultraface-rfb-320": 0.5780730897009967,
+        "e2e_ci_accuracy_ultraface-slim-320": 0.5548172757475083,
+        "e2e_ci_accuracy_haar": 0.4717607973421927,
+        "parameters": 2_232_263,
+        "macs_48px": 16_243_584,
+        "train_seconds": 4575.0,
+        "train_images_per_second": 156.7,
+        "epochs": 25,
+    }
+)
+
 _ULTRAFACE_BASE = (
     "https://raw.githubusercontent.com/Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB/master"
 )
@@ -195,6 +236,21 @@ _RECORDS: Mapping[str, WeightsRecord] = MappingProxyType(
                 filename="version-RFB-320.pth",
                 preset=ULTRAFACE_PRESET,
                 description="UltraFace RFB-320 face detector (PyTorch state dict, ~1 MB), official release.",
+            ),
+            WeightsRecord(
+                name="fer2013-mobilenetv2",
+                url=None,
+                sha256="5b91b9c594c0e9aa12de363dd69ff5ddfe492c2e9ef4e489351c0d798418e155",
+                size=9_097_284,
+                license="MIT (weights); trained on FER2013, which is distributed for research use",
+                filename="fer2013_mobilenetv2.safetensors",
+                preset=FER2013_PRESET,
+                packaged="weights/data/fer2013_mobilenetv2.safetensors",
+                metrics=_FER2013_METRICS,
+                description=(
+                    "mobilefer's FER2013 expression classifier: MobileNetV2 (ours, width 1.0, stride-2 stem, "
+                    "gray 48x48, 2.23M parameters), recipe examples/configs/fer2013_mobilenetv2.yaml"
+                ),
             ),
             WeightsRecord(
                 name="ultraface-slim-320",

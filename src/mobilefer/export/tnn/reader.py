@@ -332,6 +332,8 @@ def _read_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except FileNotFoundError as exc:
         raise InvalidInputError(f"{path} does not exist") from exc
+    except OSError as exc:  # a folder, a permission problem, an I/O error
+        raise InvalidInputError(f"{path} is not a readable file ({exc.strerror or exc})") from exc
 
 
 def read_tnn(prefix_or_paths: str | os.PathLike[str] | tuple[str | os.PathLike[str], str | os.PathLike[str]]) -> TnnModel:

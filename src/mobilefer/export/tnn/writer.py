@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import struct
 import tempfile
 from pathlib import Path
@@ -283,12 +284,48 @@ def _atomic_write(pairs: list[tuple[Path, bytes]]) -> None:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-        for tmp, path in temps:
-            os.replace(tmp, path)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; exported models are meant to be shared
+        _replace_all(temps)
     finally:
         for tmp, _ in temps:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def _replace_all(temps: list[tuple[str, Path]]) -> None:
+    """Move every temp file into place; if a move fails, put back the files already moved.
+
+    The previous files are kept as hard links (copies where links are unsupported) until every move
+    succeeded, so an error between the two renames never leaves a new ``.tnnmodel`` beside an old
+    ``.tnnproto``.
+    """
+    backups: list[str | None] = []  # previous content of each target (None: it did not exist)
+    moved = 0
+    try:
+        for tmp, path in temps:
+            backup: str | None = None
+            if path.exists():
+                fd, backup = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent)
+                os.close(fd)
+                os.unlink(backup)
+                try:
+                    os.link(path, backup)
+                except OSError:
+                    shutil.copy2(path, backup)
+            backups.append(backup)
+            os.replace(tmp, path)
+            moved += 1
+    except BaseException:
+        for (_, path), backup in zip(temps[:moved], backups[:moved], strict=True):
+            if backup is not None:
+                os.replace(backup, path)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+    finally:
+        for backup in backups:
+            if backup is not None and os.path.exists(backup):
+                os.unlink(backup)
 
 
 def write_tnn(model: TnnModel, out_prefix: str | os.PathLike[str], *, force: bool = False) -> TnnFiles:
