@@ -38,17 +38,22 @@ def _record(**overrides: object) -> WeightsRecord:
     return WeightsRecord(**values)  # type: ignore[arg-type]
 
 
-def test_registered_records_are_exactly_the_ultraface_pair() -> None:
+def test_registered_records_are_the_ultraface_pair_and_the_shipped_classifier() -> None:
     records = list_records()
-    assert [r.name for r in records] == ["ultraface-rfb-320", "ultraface-slim-320"]
-    rfb, slim = records
+    assert [r.name for r in records] == ["fer2013-mobilenetv2", "ultraface-rfb-320", "ultraface-slim-320"]
+    fer, rfb, slim = records
+    assert fer.url is None and fer.packaged == "weights/data/fer2013_mobilenetv2.safetensors"
     assert rfb.url == f"{RAW}/version-RFB-320.pth"
     assert slim.url == f"{RAW}/version-slim-320.pth"
     assert rfb.filename == "version-RFB-320.pth" and slim.filename == "version-slim-320.pth"
     assert rfb.sha256 == "c722b4427cc71642768baef6e15c659931b56f07425e5d2b0ec033ad41b145b3"
     assert slim.sha256 == "cd24abce45da5dbc7cfd8167cd3d5f955382dfc9d9ae9459f0026abd3c2e38a4"
     assert (rfb.size, slim.size) == (1_168_374, 1_091_283)
-    for record in records:
+    assert fer.license.startswith("MIT") and "FER2013" in fer.license
+    assert fer.labels == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    assert fer.input_size == (48, 48)
+    assert get_record(fer.name) is fer
+    for record in (rfb, slim):
         assert record.license == "MIT"
         assert record.preset is ULTRAFACE_PRESET
         assert record.labels == ("background", "face")
