@@ -4,8 +4,10 @@ A small JSON-lines server: it reads one command per line on stdin and answers on
 prefixed with ``@@ `` (TensorFlow and fer log to the same streams; other lines are ignored by the
 caller). Commands:
 
-* ``{"cmd": "load", "frames": [png paths]}``: build ``FER()`` with its defaults (Haar cascade,
-  mini-Xception as the quantized TFLite model) and read the frames;
+* ``{"cmd": "load", "frames": [png paths], "threads": t}``: build ``FER()`` with its defaults (Haar
+  cascade, mini-Xception as the quantized TFLite model) and read the frames. With ``threads``, OpenCV
+  (``cv2.setNumThreads``) and the TFLite interpreter (created with ``num_threads`` from the same
+  model file fer loads, placed in fer's interpreter cache) use that many threads; without, their defaults;
 * ``{"cmd": "detect", "i": k}``: faces of frame k (boxes as x1, y1, x2, y2; label; probabilities);
 * ``{"cmd": "time", "i": k, "number": n}``: mean ms of n ``detect_emotions`` calls on frame k;
 * ``{"cmd": "val", "npz": path}``: predictions of fer's emotion classifier on each 48x48 FER2013 face,
@@ -43,13 +45,23 @@ def main() -> int:
         msg = json.loads(line)
         cmd = msg["cmd"]
         if cmd == "load":
+            threads = msg.get("threads")
+            if threads:
+                import pkg_resources
+                import tensorflow as tf
+
+                cv2.setNumThreads(int(threads))
+                path = pkg_resources.resource_filename("fer", "data/emotion_model_quantized.tflite")
+                interpreter = tf.lite.Interpreter(model_path=path, num_threads=int(threads))
+                interpreter.allocate_tensors()
+                FER._tflite_interpreter_cache = interpreter
             detector = FER()
             frames = [cv2.imread(p, cv2.IMREAD_COLOR) for p in msg["frames"]]
             detector.detect_emotions(frames[0])  # loads the interpreter
             import tensorflow as tf
 
             reply({"fer": fer_package.__version__, "tensorflow": tf.__version__, "opencv": cv2.__version__,
-                   "threads": "fer defaults (cv2 default threads, TFLite interpreter default threads)"})
+                   "threads": f"{threads} (cv2 and TFLite)" if threads else "fer's defaults"})
         elif cmd == "detect":
             faces = detector.detect_emotions(frames[msg["i"]])
             out = []

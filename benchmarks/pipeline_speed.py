@@ -273,13 +273,14 @@ def plot(results: dict[tuple[str, str, int], dict[str, Any]], frames: list[str],
     plt = _bench.pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 0.45 * len(results) + 2.5))
     labels = [f"{d.replace('ultraface-', '')} {b} {t}thr" for d, b, t in results]
-    left = np.zeros(len(results))
+    ort = [k for k in results if k[1] == "onnxruntime"] or list(results)
+    left = np.zeros(len(ort))
     for stage in ("decode", "detect", "crop+preprocess", "classify"):
-        values = np.array([r["frames"][frames[0]]["ms"][stage] for r in results.values()])
-        ax1.barh(labels, values, left=left, label=stage)
+        values = np.array([results[k]["frames"][frames[0]]["ms"][stage] for k in ort])
+        ax1.barh([f"{d.replace('ultraface-', '')} {b} {t}thr" for d, b, t in ort], values, left=left, label=stage)
         left += values
     ax1.set_xlabel(f"ms per frame ({frames[0]}, 640x480, 1 face)")
-    ax1.set_title("Stage latency, single-face frame", fontsize=10)
+    ax1.set_title("Stage latency, single-face frame (onnxruntime backend)", fontsize=10)
     ax1.legend(fontsize=8)
     ax1.invert_yaxis()
     ys = np.arange(len(results))

@@ -124,12 +124,40 @@ def match(ours: list[tuple[Sequence[float], str]], theirs: list[tuple[Sequence[f
     return out
 
 
+def time_side_by_side(pipes: dict[str, Any], runner: FerRunner, frames: list[np.ndarray],
+                       args: argparse.Namespace) -> dict[tuple[str, int], float]:
+    """Median ms per frame of every mobilefer pipeline and of fer, interleaved within each repeat."""
+    samples: dict[tuple[str, int], list[float]] = {}
+    counts: dict[tuple[str, int], int] = {}
+    with torch.inference_mode():
+        for i, frame in enumerate(frames):
+            for det, pipe in pipes.items():
+                for _ in range(args.warmup):
+                    pipe.predict(frame)
+                counts[(det, i)] = _bench.auto_number(lambda pipe=pipe, frame=frame: pipe.predict(frame), args.target_ms)
+            for _ in range(args.warmup):
+                runner.ask(cmd="time", i=i, number=1)
+            one = runner.ask(cmd="time", i=i, number=1)["ms"]
+            counts[("fer", i)] = max(1, min(1000, int(args.target_ms / max(one, 1e-3))))
+        for _ in range(args.repeats):
+            for i, frame in enumerate(frames):
+                for det, pipe in pipes.items():
+                    t = _bench.compare({"x": lambda pipe=pipe, frame=frame: pipe.predict(frame)}, warmup=0,
+                                       repeats=1, number=counts[(det, i)])["x"]
+                    samples.setdefault((det, i), []).append(t.median_ms)
+                samples.setdefault(("fer", i), []).append(runner.ask(cmd="time", i=i, number=counts[("fer", i)])["ms"])
+    return {k: float(np.median(v)) for k, v in samples.items()}
+
+
 def main() -> int:
     import cv2
 
     from mobilefer.pipeline import Pipeline
+    from mobilefer.train.data import load_fer2013_npz
+    from mobilefer.train.trainer import evaluate_arrays, predict_logits
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", default="1,2", help="thread counts, applied to both libraries alike")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--target-ms", type=float, default=300.0, help="duration of one timed repeat per side")
@@ -144,6 +172,7 @@ def main() -> int:
         print(f"{VENV} is ready")
         return 0
     env = _bench.environment()
+    thread_counts = [int(t) for t in args.threads.split(",")]
 
     tmp = Path(tempfile.mkdtemp(prefix="mobilefer-vs-fer-"))
     paths, frames = [], []
@@ -153,117 +182,63 @@ def main() -> int:
         paths.append(str(path))
         frames.append(cv2.imread(str(path), cv2.IMREAD_COLOR))  # exactly what fer reads
 
-    runner = FerRunner()
-    try:
-        info = runner.ask(cmd="load", frames=paths)
-        env["fer"] = f"fer {info['fer']}, tensorflow {info['tensorflow']}, opencv {info['opencv']} ({info['threads']})"
-        clf, note = _bench.load_classifier("onnxruntime", checkpoint=args.classifier)
-        pipes = {
-            det: Pipeline(det, clf, "onnxruntime", detector_weights=_bench.DETECTOR_WEIGHTS[det]) for det in DETECTORS
-        }
-        env["mobilefer"] = "Pipeline(backend='onnxruntime'), default threads (onnxruntime's and torch's defaults)"
-
-        # ------------------------------------------------------------ faces and labels
-        face_rows: list[list[Any]] = []
-        fer_faces = [runner.ask(cmd="detect", i=i)["faces"] for i in range(len(frames))]
-        for det, pipe in pipes.items():
-            for i, name in enumerate(FRAMES):
-                ours = [(r.box, r.label) for r in pipe.predict(frames[i])]
-                theirs = [(f["box"], f["label"]) for f in fer_faces[i]]
-                pairs = match(ours, theirs)
-                same = sum(a == b for a, b in pairs)
-                face_rows.append([f"mobilefer {det}", name, len(ours), len(theirs), len(pairs),
-                                  f"{same}/{len(pairs)}" if pairs else "n/a"])
-        faces_table = _bench.table(["mobilefer config", "frame", "faces (mobilefer)", "faces (fer)", "matched",
-                                    "same label"], face_rows)
-        print(faces_table)
-
-        # ------------------------------------------------------------ frame rate, interleaved
-        samples: dict[tuple[str, int], list[float]] = {}
-        counts: dict[tuple[str, int], int] = {}
-        with torch.inference_mode():
-            for i, frame in enumerate(frames):
-                for det, pipe in pipes.items():
-                    for _ in range(args.warmup):
-                        pipe.predict(frame)
-                    counts[(det, i)] = _bench.auto_number(lambda pipe=pipe, frame=frame: pipe.predict(frame),
-                                                          args.target_ms)
-                for _ in range(args.warmup):
-                    runner.ask(cmd="time", i=i, number=1)
-                one = runner.ask(cmd="time", i=i, number=1)["ms"]
-                counts[("fer", i)] = max(1, min(1000, int(args.target_ms / max(one, 1e-3))))
-            for _ in range(args.repeats):
-                for i, frame in enumerate(frames):
-                    for det, pipe in pipes.items():
-                        t = _bench.compare({"x": lambda pipe=pipe, frame=frame: pipe.predict(frame)}, warmup=0,
-                                           repeats=1, number=counts[(det, i)])["x"]
-                        samples.setdefault((det, i), []).append(t.median_ms)
-                    ms = runner.ask(cmd="time", i=i, number=counts[("fer", i)])["ms"]
-                    samples.setdefault(("fer", i), []).append(ms)
-        median = {k: float(np.median(v)) for k, v in samples.items()}
-        speed_rows: list[list[Any]] = []
-        ratios: dict[str, list[float]] = {det: [] for det in DETECTORS}
+    speed_rows: list[list[Any]] = []
+    ratios: dict[tuple[str, int], list[float]] = {}
+    faces_table = acc_table = ""
+    agree = 0.0
+    fer_ms_face = 0.0
+    note = ""
+    for threads in thread_counts:
+        _bench.set_threads(threads)
+        cv2.setNumThreads(threads)
+        runner = FerRunner()
+        try:
+            info = runner.ask(cmd="load", frames=paths, threads=threads)
+            env["fer"] = f"fer {info['fer']}, tensorflow {info['tensorflow']}, opencv {info['opencv']}"
+            clf, note = _bench.load_classifier("onnxruntime", threads, checkpoint=args.classifier)
+            pipes = {det: Pipeline(det, clf, "onnxruntime", detector_weights=_bench.DETECTOR_WEIGHTS[det], threads=threads)
+                     for det in DETECTORS}
+            if threads == thread_counts[0]:
+                faces_table = faces_and_labels(pipes, runner, frames)
+                print(faces_table)
+                acc_table, agree, fer_ms_face = accuracy(clf, runner, args, tmp, load_fer2013_npz, evaluate_arrays,
+                                                         predict_logits)
+                print(acc_table)
+            median = time_side_by_side(pipes, runner, frames, args)
+        finally:
+            runner.close()
         for i, (name, kind) in enumerate(FRAMES.items()):
             fer_ms = median[("fer", i)]
             for det in DETECTORS:
                 ms = median[(det, i)]
-                ratios[det].append(fer_ms / ms)
-                speed_rows.append([f"{name} ({kind})", f"mobilefer {det}", _bench.fmt(ms), _bench.fmt(1000 / ms),
+                ratios.setdefault((det, threads), []).append(fer_ms / ms)
+                speed_rows.append([f"{name} ({kind})", threads, f"mobilefer {det}", _bench.fmt(ms), _bench.fmt(1000 / ms),
                                    _bench.fmt(fer_ms), _bench.fmt(1000 / fer_ms), f"{fer_ms / ms:.1f}x"])
-        speed_table = _bench.table(["frame 640x480", "mobilefer config", "mobilefer ms", "mobilefer FPS",
-                                    "fer ms", "fer FPS", "FPS ratio mobilefer/fer"], speed_rows)
-        print(speed_table)
+                print(" | ".join(str(v) for v in speed_rows[-1]), flush=True)
+    speed_table = _bench.table(["frame 640x480", "threads", "mobilefer config", "mobilefer ms", "mobilefer FPS",
+                                "fer ms", "fer FPS", "FPS ratio mobilefer/fer"], speed_rows)
+    print(speed_table)
 
-        # ------------------------------------------------------------ val accuracy
-        from mobilefer.train.data import load_fer2013_npz
-        from mobilefer.train.trainer import evaluate_arrays, predict_logits
-
-        val = load_fer2013_npz(args.val, image_size=clf.preset.input_size, color=clf.preset.color)
-        raw = np.load(args.val)
-        labels = np.asarray(raw["labels"])
-        npz = args.val
-        if args.val_limit:
-            keep = slice(0, args.val_limit)
-            val = type(val)(val.images[keep], val.labels[keep], val.classes, val.sources[keep])
-            labels = labels[keep]
-            npz = str(tmp / "val_subset.npz")
-            np.savez(npz, images=np.asarray(raw["images"])[keep], labels=labels)
-        ours_eval = evaluate_arrays(clf.model, val, clf.preset)
-        ours_pred = predict_logits(clf.model, val.images, clf.preset).argmax(1)
-        theirs = runner.ask(cmd="val", npz=npz)
-        fer_pred = np.asarray(theirs["pred"])
-        fer_acc = float((fer_pred == labels).mean())
-        agree = float((fer_pred == ours_pred).mean())
-        acc_table = _bench.table(
-            ["classifier", "input", "FER2013 val accuracy", "macro-F1", "faces"],
-            [["mobilefer " + clf.name, f"{clf.preset.input_size[0]}x{clf.preset.input_size[1]} {clf.preset.color}",
-              f"{ours_eval.accuracy:.4f}", f"{ours_eval.macro_f1:.4f}", len(labels)],
-             ["fer mini-Xception (TFLite)", f"{theirs['input_size'][0]}x{theirs['input_size'][1]} gray",
-              f"{fer_acc:.4f}", "", len(labels)]],
-        )
-        print(acc_table)
-        print(f"prediction agreement mobilefer vs fer on val: {agree:.4f}; fer classifier {theirs['ms_per_face']:.2f} ms/face")
-    finally:
-        runner.close()
-
-    single = ratios["ultraface-rfb-320"][0]
-    few = min(ratios["ultraface-rfb-320"][1:])
-    targets = [
-        f"single-face frame: mobilefer (RFB-320) is {single:.1f}x fer's frame rate; target >= 20x: "
-        f"{'met' if single >= 20 else 'MISSED'}",
-        f"few-face frames: at least {few:.1f}x; target >= 10x: {'met' if few >= 10 else 'MISSED'}",
-        f"classifier prediction agreement mobilefer vs fer on FER2013 val: {agree:.1%}; fer's classifier "
-        f"{theirs['ms_per_face']:.2f} ms per face (its per-face TFLite loop)",
-    ]
+    targets = []
+    for threads in thread_counts:
+        r = ratios[("ultraface-rfb-320", threads)]
+        targets.append(f"{threads} thread(s), mobilefer RFB-320 vs fer: single-face frame {r[0]:.1f}x (target >= 20x: "
+                       f"{'met' if r[0] >= 20 else 'MISSED'}), few-face frames at least {min(r[1:]):.1f}x (target >= 10x: "
+                       f"{'met' if min(r[1:]) >= 10 else 'MISSED'})")
+    targets.append(f"classifier prediction agreement mobilefer vs fer on FER2013 val: {agree:.1%}; fer's classifier "
+                   f"{fer_ms_face:.2f} ms per face (its per-face TFLite loop)")
     print("\n".join(targets))
-    notes = [note, f"median of {args.repeats} repeats after {args.warmup} warm-up calls; mobilefer configs and fer "
+    notes = [note, f"threads: {args.threads}, applied alike: mobilefer Pipeline(threads=...), torch.set_num_threads, "
+             "cv2.setNumThreads; fer: cv2.setNumThreads and its TFLite interpreter's num_threads",
+             f"median of {args.repeats} repeats after {args.warmup} warm-up calls; mobilefer configs and fer "
              "interleaved within each repeat; fer timed inside its own process (no IPC in the timed loop)"]
     if args.no_write:
         return 0
     png = "vs_fer.png"
     groups = [f"{n}\n({k})" for n, k in FRAMES.items()]
     _bench.grouped_bars(_bench.RESULTS / png, "mobilefer vs fer: frame-rate ratio at 640x480 (higher is better)",
-                        "mobilefer FPS / fer FPS", groups, {f"mobilefer {d}": r for d, r in ratios.items()})
+                        "mobilefer FPS / fer FPS", groups,
+                        {f"{d.replace('ultraface-', '')}, {t} thr": r for (d, t), r in ratios.items()})
     path = _bench.write_report(
         "vs_fer", f"mobilefer vs fer {FER_VERSION}", _bench.command_line(),
         ["## Frame rate", speed_table, "## Faces found and label agreement", faces_table,
@@ -272,6 +247,53 @@ def main() -> int:
     )
     print(f"wrote {path}")
     return 0
+
+
+def faces_and_labels(pipes: dict[str, Any], runner: FerRunner, frames: list[np.ndarray]) -> str:
+    rows: list[list[Any]] = []
+    fer_faces = [runner.ask(cmd="detect", i=i)["faces"] for i in range(len(frames))]
+    for det, pipe in pipes.items():
+        for i, name in enumerate(FRAMES):
+            ours = [(r.box, r.label) for r in pipe.predict(frames[i])]
+            theirs = [(f["box"], f["label"]) for f in fer_faces[i]]
+            pairs = match(ours, theirs)
+            same = sum(a == b for a, b in pairs)
+            rows.append([f"mobilefer {det}", name, len(ours), len(theirs), len(pairs),
+                         f"{same}/{len(pairs)}" if pairs else "n/a"])
+    return _bench.table(["mobilefer config", "frame", "faces (mobilefer)", "faces (fer)", "matched (IoU >= 0.3)",
+                         "same label"], rows)
+
+
+def accuracy(clf: Any, runner: FerRunner, args: argparse.Namespace, tmp: Path, load: Any, evaluate: Any,
+             predict: Any) -> tuple[str, float, float]:
+    val = load(args.val, image_size=clf.preset.input_size, color=clf.preset.color)
+    with np.load(args.val) as raw:
+        images, labels = np.asarray(raw["images"]), np.asarray(raw["labels"])
+    npz = args.val
+    if args.val_limit:
+        keep = slice(0, args.val_limit)
+        val = type(val)(val.images[keep], val.labels[keep], val.classes, val.sources[keep])
+        images, labels = images[keep], labels[keep]
+        npz = str(tmp / "val_subset.npz")
+        np.savez(npz, images=images, labels=labels)
+    ours = evaluate(clf.model, val, clf.preset)
+    ours_pred = predict(clf.model, val.images, clf.preset).argmax(1)
+    theirs = runner.ask(cmd="val", npz=npz)
+    fer_pred = np.asarray(theirs["pred"])
+    fer_acc = float((fer_pred == labels).mean())
+    f1s = []
+    for c in range(len(val.classes)):
+        tp = float(((fer_pred == c) & (labels == c)).sum())
+        denom = float((fer_pred == c).sum() + (labels == c).sum())
+        f1s.append(2 * tp / denom if denom else 0.0)
+    table = _bench.table(
+        ["classifier", "input", "FER2013 val accuracy", "macro-F1", "faces"],
+        [[f"mobilefer {clf.name}", f"{clf.preset.input_size[0]}x{clf.preset.input_size[1]} {clf.preset.color}",
+          f"{ours.accuracy:.4f}", f"{ours.macro_f1:.4f}", len(labels)],
+         ["fer mini-Xception (TFLite, as fer runs it)", f"{theirs['input_size'][0]}x{theirs['input_size'][1]} gray",
+          f"{fer_acc:.4f}", f"{float(np.mean(f1s)):.4f}", len(labels)]],
+    )
+    return table, float((fer_pred == ours_pred).mean()), float(theirs["ms_per_face"])
 
 
 if __name__ == "__main__":
