@@ -198,6 +198,14 @@ def test_stratified_split_and_subset() -> None:
     assert not np.array_equal(held, stratified_split(labels, 0.2, seed=4)[1])
     sub = stratified_subset(labels, 20, seed=0)
     assert len(sub) == 20 and set(labels[sub]) == {0, 1, 2, 3}
+    for count in (1, 3, 4, 7, 33, 50, 99):
+        picked = stratified_subset(labels, count, seed=1)
+        assert len(picked) == count and len(np.unique(picked)) == count  # exactly count distinct images
+        if count >= 4:
+            assert set(labels[picked]) == {0, 1, 2, 3}  # every class kept
+    # shares 25, 15, 7.5, 2.5: the tied remainder goes to the first class
+    np.testing.assert_array_equal(np.bincount(labels[stratified_subset(labels, 50, seed=2)]), [25, 15, 8, 2])
+    np.testing.assert_array_equal(stratified_subset(labels, 50, seed=2), stratified_subset(labels, 50, seed=2))
     np.testing.assert_array_equal(stratified_subset(labels, 0, seed=0), np.arange(len(labels)))
 
 

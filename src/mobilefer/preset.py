@@ -278,19 +278,36 @@ class Preset:
         np.divide(x, std, out=x)
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def _prepare(self, image: np.ndarray) -> np.ndarray:
-        # A BGR→RGB/BGR conversion only permutes channels, which commutes exactly with OpenCV's
-        # per-channel resize: resize first so the conversion touches the (usually much smaller) output.
+    def _fill(self, out: np.ndarray, image: np.ndarray) -> None:
+        """Write one image, resized and in this preset's colour order, into ``out`` (C, H, W) float32."""
+        import cv2
+
         if self.color != "gray" and image.ndim == 3 and image.shape[2] == 3:
-            return self.to_gray_or_color(self.resize(image))
-        return self.resize(self.to_gray_or_color(image))
+            # BGR→RGB/BGR only permutes channels, which commutes exactly with OpenCV's per-channel
+            # resize: resize first, then write the planes in the wanted order (no conversion pass, no
+            # interleaved-to-planar copy).
+            planes = cv2.split(self.resize(image))
+            for channel, source in enumerate((2, 1, 0) if self.color == "rgb" else (0, 1, 2)):
+                out[channel] = planes[source]
+            return
+        prepared = self.resize(self.to_gray_or_color(image))
+        if prepared.ndim == 2:
+            out[0] = prepared
+        else:
+            out[...] = prepared.transpose(2, 0, 1)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """BGR/BGRA/gray uint8 images of any size → one (N, C, H, W) float32 network batch."""
-        prepared = [self._prepare(img) for img in images]
-        if not prepared:
-            return np.zeros((0, self.channels, self.height, self.width), dtype=np.float32)
-        return self.normalize(np.stack(prepared))
+        """BGR/BGRA/gray uint8 images of any size → one (N, C, H, W) float32 network batch.
+
+        Same result as :meth:`normalize` of the stacked, converted and resized images, computed in one
+        output buffer (float32 ``(pixel - mean) / std``).
+        """
+        x = np.empty((len(images), self.channels, self.height, self.width), dtype=np.float32)
+        for index, image in enumerate(images):
+            self._fill(x[index], image)
+        np.subtract(x, np.asarray(self.mean, dtype=np.float32).reshape(1, -1, 1, 1), out=x)
+        np.divide(x, np.asarray(self.std, dtype=np.float32).reshape(1, -1, 1, 1), out=x)
+        return x
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:

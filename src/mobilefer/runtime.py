@@ -55,6 +55,11 @@ def make_session(model: bytes | str | Path, threads: int | None = None) -> Any:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # Idle intra-op workers sleep instead of spinning: the Pipeline interleaves onnxruntime calls with
+    # Python work (box decoding, cropping), and on a busy CPU spinning workers take the cores that work
+    # needs (measured on 2 shared cores: 2-thread Pipeline.predict 20.4 ms spinning vs 6.9 ms not;
+    # outputs are unaffected). See benchmarks/README.md.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = model if isinstance(model, bytes) else str(model)
     try:
         return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])

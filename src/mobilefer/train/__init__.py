@@ -6,6 +6,16 @@ Heavy pieces are imported lazily; ``from mobilefer.train import train`` pulls in
 from __future__ import annotations
 
 from mobilefer.train.config import TrainConfig, load_config
+from mobilefer.train.evaluate import Evaluation, evaluate_checkpoint, load_checkpoint
 from mobilefer.train.trainer import TrainResult, resume, train
 
-__all__ = ["TrainConfig", "TrainResult", "load_config", "resume", "train"]
+__all__ = [
+    "Evaluation",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate_checkpoint",
+    "load_checkpoint",
+    "load_config",
+    "resume",
+    "train",
+]

@@ -35,11 +35,17 @@ logger = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
-def _setup_logging(rank: int = 0) -> None:
-    """INFO logging to stderr unless the application configured logging already; quiet on ranks > 0."""
+def _setup_logging(rank: int = 0, training: bool = False) -> None:
+    """Logging to stderr unless the application configured it already.
+
+    A training run always reports its epochs (``mobilefer.train`` at INFO on rank 0, even when the
+    ``mobilefer`` command runs without ``-v``); ranks > 0 only report warnings.
+    """
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if rank > 0:
         logging.getLogger("mobilefer").setLevel(logging.WARNING)
+    elif training and logging.getLogger("mobilefer.train").level == logging.NOTSET:
+        logging.getLogger("mobilefer.train").setLevel(logging.INFO)
 
 
 def add_train_parser(subparsers: SubParsers) -> None:
@@ -133,7 +139,7 @@ def _train_summary(result: TrainResult) -> str:
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``mobilefer train``; returns the exit code (0 ok, 1 failure, 2 invalid config)."""
     rank = int(os.environ.get("RANK", "0"))
-    _setup_logging(rank)
+    _setup_logging(rank, training=True)
     try:
         from mobilefer.train.config import load_config
         from mobilefer.train.trainer import resume, train

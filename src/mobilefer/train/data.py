@@ -244,11 +244,30 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 
 def stratified_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """Seeded stratified subset of ``count`` indices (all when count is 0 or >= len)."""
-    if count <= 0 or count >= len(labels):
-        return np.arange(len(labels))
-    _, chosen = stratified_split(labels, count / len(labels), seed)
-    return chosen
+    """Seeded stratified subset of exactly ``count`` sorted indices (all when count is 0 or >= len).
+
+    Each class gets its share of ``count`` rounded by largest remainder, and at least one image when
+    ``count`` allows it.
+    """
+    n = len(labels)
+    if count <= 0 or count >= n:
+        return np.arange(n)
+    classes, sizes = np.unique(labels, return_counts=True)
+    exact = sizes * (count / n)
+    take = np.floor(exact).astype(np.int64)
+    by_remainder = np.argsort(-(exact - take), kind="stable")
+    take[by_remainder[: count - int(take.sum())]] += 1
+    if count >= len(classes):
+        take = np.maximum(take, 1)
+        while int(take.sum()) > count:
+            take[int(np.argmax(take))] -= 1
+    rng = np.random.default_rng(seed)
+    chosen: list[np.ndarray] = []
+    for c, k in zip(classes, take, strict=True):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        chosen.append(idx[: int(k)])
+    return np.sort(np.concatenate(chosen))
 
 
 def load_split(
