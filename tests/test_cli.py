@@ -308,3 +308,24 @@ def test_module_entry_point_in_a_subprocess(inputs: Path, tmp_path: Path, base_a
     (record,) = _stdout_json(done.stdout)
     assert record["input"] == str(inputs / "photo1.jpg") and record["faces"]
     assert (tmp_path / "photo1.annotated.jpg").is_file()
+
+
+def test_cli_help_and_config_helpers_do_not_import_heavy_modules() -> None:
+    """`mobilefer --help` and `mobilefer.train.load_config` stay cheap: no torch, onnx or timm import."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from mobilefer.cli import build_parser\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    try:\n"
+        "        build_parser().parse_args(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "assert 'train' in out.getvalue() and 'export' in out.getvalue(), out.getvalue()\n"
+        "from mobilefer.train import TrainConfig, load_config\n"
+        "bad = [m for m in ('torch', 'onnx', 'onnxruntime', 'timm') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "from mobilefer.train import train\n"
+        "assert 'torch' in sys.modules and callable(train)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -269,3 +269,18 @@ def test_feature_maps(width: float, channels: list[int], stem_stride: int) -> No
     with torch.no_grad():
         x = torch.randn(1, 3, 64, 64)
         assert torch.equal(model.forward_feature_maps(x)[-1], model.forward_features(x))
+
+
+def test_activations_run_in_place_and_custom_factories_still_work() -> None:
+    block = InvertedResidual(16, 16, 1, 6)
+    acts = [m for m in block.modules() if isinstance(m, nn.ReLU6)]
+    assert len(acts) == 2 and all(a.inplace for a in acts)
+    # In-place activations must not touch the residual input or break autograd.
+    x = torch.randn(2, 16, 8, 8, requires_grad=True)
+    before = x.detach().clone()
+    block.train()(x).sum().backward()
+    assert torch.equal(x.detach(), before) and x.grad is not None and torch.isfinite(x.grad).all()
+    # A factory that is not a class (here one that takes no inplace argument) is called as given.
+    gelu = InvertedResidual(16, 24, 2, 6, act_layer=lambda: nn.GELU())
+    assert sum(isinstance(m, nn.GELU) for m in gelu.modules()) == 2
+    assert gelu(torch.randn(1, 16, 8, 8)).shape == (1, 24, 4, 4)

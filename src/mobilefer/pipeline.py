@@ -121,12 +121,16 @@ class _OrtUltraFace:
         self.center_variance = detector.model.center_variance
         self.size_variance = detector.model.size_variance
 
+    def forward_raw(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Soft-maxed scores and raw (undecoded) regressions, as ``UltraFaceDecoded.forward_raw``."""
+        scores, locations = self.session.run(["scores", "boxes"], {"input": batch.numpy()})
+        return torch.from_numpy(scores), torch.from_numpy(locations)
+
     def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from mobilefer.detect.ultraface import decode_boxes
 
-        scores, locations = self.session.run(["scores", "boxes"], {"input": batch.numpy()})
-        boxes = decode_boxes(torch.from_numpy(locations), self.priors, self.center_variance, self.size_variance)
-        return torch.from_numpy(scores), boxes
+        scores, locations = self.forward_raw(batch)
+        return scores, decode_boxes(locations, self.priors, self.center_variance, self.size_variance)
 
 
 def _build_detector(detector: str | Detector, weights: str | Path | None, backend: Backend, threads: int | None) -> Detector:

@@ -223,6 +223,16 @@ def decode_boxes(
     return torch.cat((centre - size / 2, centre + size / 2), dim=-1)
 
 
+def _decode_numpy(
+    locations: np.ndarray, priors: np.ndarray, center_variance: float, size_variance: float
+) -> np.ndarray:
+    """:func:`decode_boxes` in float32 numpy for (K, 4) regressions and their (K, 4) priors."""
+    centre = locations[:, :2] * np.float32(center_variance) * priors[:, 2:] + priors[:, :2]
+    size = np.exp(locations[:, 2:] * np.float32(size_variance)) * priors[:, 2:]
+    half = size / np.float32(2)
+    return np.ascontiguousarray(np.concatenate((centre - half, centre + half), axis=1), dtype=np.float32)
+
+
 def select_boxes(
     scores: torch.Tensor,
     boxes: torch.Tensor,
@@ -354,6 +364,11 @@ class UltraFaceDecoded(nn.Module):
         scores, locations = self.net(x)
         return scores, decode_boxes(locations, self.priors, self.center_variance, self.size_variance)
 
+    def forward_raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, A, 2) soft-maxed scores and (N, A, 4) raw regressions (not decoded)."""
+        scores, locations = self.net(x)
+        return scores, locations
+
 
 class UltraFaceDetector:
     """Face detector on the UltraFace RFB or slim network (320x240 input).
@@ -460,23 +475,51 @@ class UltraFaceDetector:
         height, width = image.shape[:2]
         batch = torch.from_numpy(self._preset.preprocess([image]))
         with torch.inference_mode():
-            scores, boxes = self.model(batch)
-            face = scores[0, :, 1]
-            keep = select_boxes(
-                face,
-                boxes[0],
-                score_threshold=self.score_threshold,
-                iou_threshold=self.iou_threshold,
-                candidate_size=self.candidate_size,
-                top_k=self.top_k,
-            )
-            scale = torch.tensor([width, height, width, height], dtype=boxes.dtype)
-            picked = (boxes[0, keep] * scale).tolist()
-            picked_scores = face[keep].tolist()
+            scores, locations = self.model.forward_raw(batch)
+        _, boxes, face_scores = self.postprocess(scores[0, :, 1].numpy(), locations[0].numpy(), width, height)
         return [
             Detection(box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])), score=float(s))
-            for b, s in zip(picked, picked_scores, strict=True)
+            for b, s in zip(boxes.tolist(), face_scores.tolist(), strict=True)
         ]
+
+    def postprocess(
+        self, face_scores: np.ndarray, locations: np.ndarray, width: int, height: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Network outputs of one image → its faces (the selection :meth:`detect` makes).
+
+        The same selection as :func:`select_boxes` on :func:`decode_boxes` of all priors, but only the
+        candidates (face score above the threshold: usually a few dozen of the 4,420 priors) are decoded,
+        in float32 numpy. On 2 threads this is 0.5-0.9 ms per frame faster (benchmarks/README.md).
+
+        Args:
+            face_scores: (A,) face probabilities (column 1 of the soft-maxed scores).
+            locations: (A, 4) raw regressions.
+            width: Width of the input image in pixels.
+            height: Its height.
+
+        Returns:
+            ``(indices, boxes, scores)``: (K,) int64 indices of the kept priors, best first; their (K, 4)
+            float32 corner boxes in input pixels; their (K,) float32 scores.
+        """
+        from torchvision.ops import nms
+
+        face_scores = np.asarray(face_scores, dtype=np.float32)
+        candidates = np.flatnonzero(face_scores > self.score_threshold)
+        if candidates.size == 0:
+            return candidates.astype(np.int64), np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+        candidates = candidates[np.argsort(-face_scores[candidates], kind="stable")[: self.candidate_size]]
+        boxes = _decode_numpy(
+            np.asarray(locations, dtype=np.float32)[candidates],
+            self.model.priors.numpy()[candidates],
+            self.model.center_variance,
+            self.model.size_variance,
+        )
+        scores = np.ascontiguousarray(face_scores[candidates])
+        kept = nms(torch.from_numpy(boxes), torch.from_numpy(scores), self.iou_threshold).numpy()
+        if self.top_k is not None:
+            kept = kept[: self.top_k]
+        scale = np.array([width, height, width, height], dtype=np.float32)
+        return candidates[kept].astype(np.int64), boxes[kept] * scale, scores[kept]
 
     def __repr__(self) -> str:
         return (

@@ -1,11 +1,28 @@
-"""Exporters: ONNX (verified against onnxruntime), TNN (written in pure Python) and the Android bundle."""
+"""Exporters: ONNX (verified against onnxruntime), TNN (written in pure Python) and the Android bundle.
+
+The names below are imported lazily (PEP 562): ``import mobilefer.export`` (and the ``mobilefer export``
+argument parser) does not import torch or onnx; using an exporter does.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from mobilefer.export.bundle import Bundle, BundleRunner, android_bundle
-from mobilefer.export.onnx import OnnxExport, export_onnx_bytes, export_spec, to_onnx, verify_onnx
+if TYPE_CHECKING:
+    from mobilefer.export.bundle import Bundle, BundleRunner, android_bundle
+    from mobilefer.export.onnx import OnnxExport, export_onnx_bytes, export_spec, to_onnx, verify_onnx
+
+_HOMES = {
+    "Bundle": "mobilefer.export.bundle",
+    "BundleRunner": "mobilefer.export.bundle",
+    "android_bundle": "mobilefer.export.bundle",
+    "OnnxExport": "mobilefer.export.onnx",
+    "export_onnx_bytes": "mobilefer.export.onnx",
+    "export_spec": "mobilefer.export.onnx",
+    "to_onnx": "mobilefer.export.onnx",
+    "verify_onnx": "mobilefer.export.onnx",
+}
 
 __all__ = [
     "Bundle",
@@ -25,3 +42,16 @@ def to_tnn(*args: Any, **kwargs: Any) -> Any:
     from mobilefer.export import tnn
 
     return tnn.to_tnn(*args, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'mobilefer.export' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -412,10 +412,12 @@ def write_golden_vectors(
                 candidate_size=detector.candidate_size,
                 top_k=detector.top_k,
             )
-            height, width = bgr.shape[:2]
-            scale = torch.tensor([width, height, width, height], dtype=decoded.dtype)
-            pixel_boxes = (decoded[keep] * scale).numpy().astype(np.float32)
-            face_scores = face[keep].numpy().astype(np.float32)
+        height, width = bgr.shape[:2]
+        # The boxes are the product's (UltraFaceDetector.detect); they keep the same priors as the
+        # reference selection on all decoded priors above, which the C++ core is checked against.
+        kept, pixel_boxes, face_scores = detector.postprocess(face.numpy(), locations[0].numpy(), width, height)
+        if not np.array_equal(kept, keep.numpy()):
+            raise RuntimeError(f"{name}: candidate-only selection kept {kept.tolist()}, reference {keep.tolist()}")
         w.array(f"{prefix}_det_scores", scores[0].numpy().astype(np.float32))
         w.array(f"{prefix}_det_locs", locations[0].numpy().astype(np.float32))
         w.array(f"{prefix}_det_decoded", decoded.numpy().astype(np.float32))

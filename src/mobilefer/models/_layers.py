@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -11,6 +12,16 @@ __all__ = ["make_divisible", "ConvNormAct", "NormLayer", "ActLayer"]
 
 NormLayer = Callable[[int], nn.Module]
 ActLayer = Callable[[], nn.Module]
+
+#: Activations built in place (they follow a BatchNorm whose output nobody else reads): saves one
+#: allocation and one memory pass per layer, as torchvision and timm do (nn.ReLU6 is an nn.Hardtanh).
+_INPLACE_ACTS = (nn.ReLU, nn.Hardtanh, nn.SiLU, nn.Hardswish, nn.LeakyReLU, nn.ELU)
+
+
+def _make_act(act_layer: ActLayer) -> nn.Module:
+    inplace = isinstance(act_layer, type) and issubclass(act_layer, _INPLACE_ACTS)
+    module: nn.Module = cast(Callable[..., nn.Module], act_layer)(inplace=True) if inplace else act_layer()
+    return module
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
@@ -57,7 +68,7 @@ class ConvNormAct(nn.Module):
             in_channels, out_channels, kernel_size, stride=stride, padding=padding, groups=groups, bias=False
         )
         self.bn = norm_layer(out_channels)
-        self.act: nn.Module = act_layer() if act_layer is not None else nn.Identity()
+        self.act: nn.Module = _make_act(act_layer) if act_layer is not None else nn.Identity()
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride = stride

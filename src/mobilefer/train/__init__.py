@@ -1,13 +1,29 @@
 """Training framework: YAML-configured training of expression (or any image) classifiers.
 
-Heavy pieces are imported lazily; ``from mobilefer.train import train`` pulls in torch.
+The names below are imported lazily (PEP 562): ``import mobilefer.train`` and the config helpers do not
+import torch; ``from mobilefer.train import train`` does.
 """
 
 from __future__ import annotations
 
-from mobilefer.train.config import TrainConfig, load_config
-from mobilefer.train.evaluate import Evaluation, evaluate_checkpoint, load_checkpoint
-from mobilefer.train.trainer import TrainResult, resume, train
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mobilefer.train.config import TrainConfig, load_config
+    from mobilefer.train.evaluate import Evaluation, evaluate_checkpoint, load_checkpoint
+    from mobilefer.train.trainer import TrainResult, resume, train
+
+_HOMES = {
+    "TrainConfig": "mobilefer.train.config",
+    "load_config": "mobilefer.train.config",
+    "Evaluation": "mobilefer.train.evaluate",
+    "evaluate_checkpoint": "mobilefer.train.evaluate",
+    "load_checkpoint": "mobilefer.train.evaluate",
+    "TrainResult": "mobilefer.train.trainer",
+    "resume": "mobilefer.train.trainer",
+    "train": "mobilefer.train.trainer",
+}
 
 __all__ = [
     "Evaluation",
@@ -19,3 +35,16 @@ __all__ = [
     "resume",
     "train",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'mobilefer.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
