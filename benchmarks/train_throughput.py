@@ -20,6 +20,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+import _bench
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,10 +38,13 @@ def make_models(num_classes: int, in_chans: int, width: float) -> dict[str, nn.M
     timm_name = {1.0: "mobilenetv2_100", 0.5: "mobilenetv2_050", 0.75: "mobilenetv2_075", 1.4: "mobilenetv2_140"}
     if width not in timm_name:
         raise SystemExit(f"--width must be one of {sorted(timm_name)} (widths timm builds)")
+    ours = MobileNetV2(num_classes=num_classes, width_mult=width, in_chans=in_chans)
+    # The same classifier dropout in both (ours defaults to torchvision's 0.2, timm's to 0).
+    drop_rate = next(m.p for m in ours.modules() if isinstance(m, nn.Dropout))
     return {
-        "mobilefer MobileNetV2": MobileNetV2(num_classes=num_classes, width_mult=width, in_chans=in_chans),
+        "mobilefer MobileNetV2": ours,
         f"timm {timm_name[width]}": timm.create_model(
-            timm_name[width], pretrained=False, num_classes=num_classes, in_chans=in_chans
+            timm_name[width], pretrained=False, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate
         ),
     }
 
@@ -84,7 +88,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per model before timing")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--no-write", action="store_true", help="print only (no results/*.md, *.png)")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     parser.add_argument("--no-augment", dest="augment", action="store_false", help="time the network step only")
     parser.add_argument("--no-ema", dest="ema", action="store_false")
@@ -113,18 +118,58 @@ def main() -> None:
             rates[name].append(args.steps * args.batch / (time.perf_counter() - t0))
 
     params = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
-    print(
+    setting = (
         f"train step: {args.size}x{args.size} {args.color}, batch {args.batch}, width {args.width}, "
         f"channels_last={args.channels_last}, augment={args.augment}, ema={args.ema}, "
-        f"threads={torch.get_num_threads()}, {args.repeats} repeats x {args.steps} steps after {args.warmup} warm-up"
+        f"threads={torch.get_num_threads()}, {args.repeats} repeats x {args.steps} steps after {args.warmup} warm-up; "
+        "models alternate within each repeat"
     )
-    print(f"{'model':<26} {'params':>10} {'median img/s':>13} {'min':>8} {'max':>8}")
-    medians = {}
-    for name, values in rates.items():
-        medians[name] = statistics.median(values)
-        print(f"{name:<26} {params[name]:>10,} {medians[name]:>13.1f} {min(values):>8.1f} {max(values):>8.1f}")
+    medians = {name: statistics.median(values) for name, values in rates.items()}
     ours, theirs = list(medians.values())
-    print(f"ratio mobilefer / timm: {ours / theirs:.3f}")
+    rows = [
+        [name, f"{params[name]:,}", _bench.fmt(medians[name], 1), _bench.fmt(min(values), 1), _bench.fmt(max(values), 1)]
+        for name, values in rates.items()
+    ]
+    result = _bench.table(["model", "params", "median img/s", "min img/s", "max img/s"], rows)
+    verdict = "met" if ours / theirs >= 1.0 else "missed"
+    notes = [
+        setting,
+        f"ratio mobilefer / timm (median img/s): {ours / theirs:.3f} (goal >= 1.0: {verdict}); "
+        f"spread of one model over repeats: {_spread(rates):.0%} of its median",
+    ]
+    print(result)
+    print("\n".join(notes))
+    if args.no_write:
+        return
+    env = _bench.environment()
+    env["timm"] = timm_version()
+    png = "train_throughput.png"
+    plt = _bench.pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    names = list(rates)
+    ax.boxplot([rates[n] for n in names], tick_labels=names)
+    ax.set_ylabel("training images / s (one value per repeat)")
+    ax.set_title(f"train step, {args.size}x{args.size} {args.color}, batch {args.batch} "
+                 f"({torch.get_num_threads()} threads): ratio {ours / theirs:.3f}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(_bench.RESULTS / png, dpi=110)
+    plt.close(fig)
+    path = _bench.write_report(
+        "train_throughput", "Training throughput: mobilefer MobileNetV2 vs timm mobilenetv2_100",
+        _bench.command_line(), ["## Training images per second", result], env, notes, [png],
+    )
+    print(f"wrote {path}")
+
+
+def _spread(rates: dict[str, list[float]]) -> float:
+    """Largest (max - min) / median over the models: how noisy this run was."""
+    return max((max(v) - min(v)) / statistics.median(v) for v in rates.values())
+
+
+def timm_version() -> str:
+    import timm
+
+    return str(timm.__version__)
 
 
 if __name__ == "__main__":
