@@ -324,8 +324,10 @@ def test_cli_help_and_config_helpers_do_not_import_heavy_modules() -> None:
         "from mobilefer.train import TrainConfig, load_config\n"
         "bad = [m for m in ('torch', 'onnx', 'onnxruntime', 'timm') if m in sys.modules]\n"
         "assert not bad, bad\n"
+        "import mobilefer.train as package\n"
+        "assert 'load_config' in dir(package) and not hasattr(package, 'no_such_name')\n"
         "from mobilefer.train import train\n"
-        "assert 'torch' in sys.modules and callable(train)\n"
+        "assert 'torch' in sys.modules and callable(train) and package.train is train\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

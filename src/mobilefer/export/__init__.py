@@ -6,8 +6,9 @@ argument parser) does not import torch or onnx; using an exporter does.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from mobilefer._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from mobilefer.export.bundle import Bundle, BundleRunner, android_bundle
@@ -44,14 +45,4 @@ def to_tnn(*args: Any, **kwargs: Any) -> Any:
     return tnn.to_tnn(*args, **kwargs)
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'mobilefer.export' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(globals(), _HOMES, __all__)
