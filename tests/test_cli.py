@@ -140,6 +140,24 @@ def test_video_input(inputs: Path, tmp_path: Path, base_args: list[str]) -> None
         frames.append(frame)
     capture.release()
     assert len(frames) == 4 and frames[0].shape == (240, 320, 3)
+    assert (out / "clip.annotated.mp4").stat().st_mode & 0o777 == 0o644  # an ordinary file, like the JSON
+
+
+def test_video_without_decodable_frames_writes_nothing(
+    tmp_path: Path, base_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cv2
+
+    empty = tmp_path / "empty.avi"  # an AVI container that OpenCV opens, with no frame in it
+    writer = cv2.VideoWriter(str(empty), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, (64, 48))
+    writer.release()
+    capture = cv2.VideoCapture(str(empty))
+    assert capture.isOpened() and not capture.read()[0]
+    capture.release()
+    out = tmp_path / "out"
+    assert _predict([str(empty)], out, base_args) == 1
+    assert "no frame could be decoded" in capsys.readouterr().err
+    assert not out.exists() or list(out.iterdir()) == []
 
 
 def test_existing_outputs_need_force(

@@ -771,3 +771,20 @@ def test_explicit_registry_path_is_verified(rfb_weights: Path, tmp_path: Path) -
         resolve("ultraface-rfb-320", path=copy)
     with pytest.raises(WeightsError):
         resolve("ultraface-rfb-320", path=tmp_path / "missing.pth")
+
+
+def test_zip_bomb_init_checkpoint_is_refused_before_allocating(tmp_path: Path) -> None:
+    from mobilefer.errors import InvalidConfigError
+    from mobilefer.models.factory import create_model
+    from mobilefer.train.trainer import init_from_checkpoint
+
+    model = create_model("mobilenet_v2", 7, 1, width_mult=0.35)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    bomb = _zip_bomb(buffer.getvalue(), tmp_path / "bomb.pth", unpacked=256 << 20)
+    assert bomb.stat().st_size < 4 << 20
+    with pytest.raises(InvalidConfigError, match=r"model.init_checkpoint: .*would unpack to \d+ bytes"):
+        init_from_checkpoint(model, bomb)
+    # The real file (records stored, not deflated) still loads.
+    (tmp_path / "good.pth").write_bytes(buffer.getvalue())
+    init_from_checkpoint(model, tmp_path / "good.pth")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mobilefer.errors import MobileferError, OutputExistsError
+from mobilefer.errors import InvalidInputError, MobileferError, OutputExistsError
 
 __all__ = ["main", "build_parser"]
 
@@ -131,9 +131,11 @@ def _run_video(pipeline: Any, job: Job) -> dict[str, Any]:
                 writer = cv2.VideoWriter(tmp_name, cv2.VideoWriter.fourcc(*"mp4v"), float(fps), (w, h))
             writer.write(pipeline.annotate(frame, results))
             frames.append({"frame_index": index, "faces": [r.to_dict() for r in results]})
-        if writer is not None:
-            writer.release()
-            writer = None
+        if writer is None:
+            raise InvalidInputError("the video opened but no frame could be decoded; nothing written")
+        writer.release()
+        writer = None
+        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; outputs are ordinary files
         os.replace(tmp_name, job.annotated)
     finally:
         if writer is not None:

@@ -276,17 +276,17 @@ def _check_torch_file_size(path: Path, limit: int) -> None:
     """
     import zipfile
 
+    from mobilefer._files import declared_zip_size
+
     size = path.stat().st_size
     if size > limit:
         raise ModelFormatError(f"{path} is {size} bytes; UltraFace weights are at most {limit} bytes")
-    if not zipfile.is_zipfile(path):
-        return  # legacy (non-zip) torch format: storages are read from the file itself
     try:
-        with zipfile.ZipFile(path) as archive:
-            declared = sum(info.file_size for info in archive.infolist())
+        declared = declared_zip_size(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ModelFormatError(f"{path} is a damaged torch zip file ({exc})") from exc
-    if declared > limit:
+    # None: legacy (non-zip) torch format, whose storages are read from the file itself.
+    if declared is not None and declared > limit:
         raise ModelFormatError(
             f"{path} would unpack to {declared} bytes; UltraFace weights are at most {limit} bytes"
         )

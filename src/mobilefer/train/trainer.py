@@ -179,6 +179,23 @@ def evaluate_arrays(
 
 
 # ------------------------------------------------------------------------------------------ init
+def _check_unpacked_size(path: Path) -> None:
+    """Refuse a torch zip file whose records would unpack to far more than the file holds.
+
+    torch writes tensor records uncompressed, so a real checkpoint declares about its own size; a
+    deflated record declaring gigabytes (a zip bomb) would make ``torch.load`` allocate them.
+    """
+    from mobilefer._files import declared_zip_size
+
+    size = path.stat().st_size
+    declared = declared_zip_size(path)
+    if declared is not None and declared > 4 * size + (64 << 20):
+        raise InvalidConfigError(
+            f"model.init_checkpoint: {path} would unpack to {declared} bytes from {size} on disk; "
+            "torch checkpoints are stored uncompressed, so this file is damaged or hostile"
+        )
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a local state-dict file (.safetensors, or a torch file loaded with ``weights_only``)."""
     try:
@@ -187,7 +204,10 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             raw: Any = load_file(str(path))
         else:
+            _check_unpacked_size(path)
             raw = torch.load(path, map_location="cpu", weights_only=True)
+    except InvalidConfigError:
+        raise
     except Exception as exc:  # torch raises many kinds for a damaged or pickled-code file
         raise InvalidConfigError(f"model.init_checkpoint: cannot read {path} as a state dict ({exc})") from exc
     for wrapper in ("state_dict", "model", "state_dict_ema", "model_ema"):
