@@ -55,6 +55,28 @@ def test_recipe_matches_the_shipped_run() -> None:
     assert cfg.model.stem_stride == clf.model.stem_stride  # type: ignore[attr-defined]
 
 
+def test_stage_two_recipe_continues_stage_one() -> None:
+    """fer2013_mobilenetv2_ft.yaml: same data, model and augmentation as stage 1, started from its weights."""
+    import dataclasses
+
+    import yaml
+
+    from mobilefer.errors import InvalidConfigError
+    from mobilefer.train.config import config_from_dict, load_config
+
+    folder = Path(__file__).resolve().parents[1] / "examples/configs"
+    stage1 = config_from_dict(yaml.safe_load((folder / "fer2013_mobilenetv2.yaml").read_text()), folder, check_paths=False)
+    stage2 = config_from_dict(yaml.safe_load((folder / "fer2013_mobilenetv2_ft.yaml").read_text()), folder, check_paths=False)
+    assert stage2.data == stage1.data and stage2.augment == stage1.augment
+    assert dataclasses.replace(stage2.model, init_checkpoint="") == stage1.model
+    assert stage2.model.init_checkpoint.endswith("best.safetensors") and not stage1.model.init_checkpoint
+    assert stage2.schedule.epochs == 15 and stage2.optim.lr < stage1.optim.lr
+    # Without the stage-1 weights passed in, the placeholder path fails clearly instead of training from scratch.
+    shared_file("data/fer2013/fer2013_train.npz")
+    with pytest.raises(InvalidConfigError, match="model.init_checkpoint"):
+        load_config(folder / "fer2013_mobilenetv2_ft.yaml")
+
+
 def test_eval_default_reproduces_registry_val_accuracy(fer_val_npz: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mobilefer.cli import main
 
