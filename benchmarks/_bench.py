@@ -11,6 +11,7 @@ background load hits all of them alike, and ratios are taken between medians of 
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import os
 import platform
@@ -284,6 +285,19 @@ def update_readme(name: str, sections: Sequence[str], env: Mapping[str, str], no
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1]
     readme.write_text(head + start + "\n" + "\n".join(body).strip() + "\n" + end + tail)
+
+
+def latency_parser(doc: str | None, threads_help: str = "torch and ORT threads") -> argparse.ArgumentParser:
+    """The options every latency script shares: ``--repeats``, ``--warmup``, ``--batches``, ``--no-write``.
+
+    ``--threads`` is added by the caller, whose meaning of it differs (one count, or a list).
+    """
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batches", default="1,32", help="comma-separated batch sizes")
+    parser.add_argument("--no-write", action="store_true", help="print only (no results/*.md, *.png)")
+    return parser
 
 
 def command_line() -> str:

@@ -15,7 +15,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import _bench
@@ -77,14 +76,10 @@ def workloads() -> dict[str, tuple[torch.nn.Module, int, int, int]]:
 def main() -> int:
     from mobilefer.models import count_macs
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _bench.latency_parser(__doc__)
     cpus = _bench.available_cpus()
     parser.add_argument("--threads", default=",".join(str(t) for t in sorted({1, cpus})))
     parser.add_argument("--gemm", type=int, default=2048, help="matrix side of the peak sgemm")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--batches", default="1,32")
-    parser.add_argument("--no-write", action="store_true", help="print only (no results/*.md, *.png)")
     args = parser.parse_args()
     thread_counts = [int(t) for t in args.threads.split(",")]
     batches = [int(b) for b in args.batches.split(",")]

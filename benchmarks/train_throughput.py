@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.metadata
 import statistics
 import time
 from collections.abc import Callable
@@ -142,7 +143,7 @@ def main() -> None:
     if args.no_write:
         return
     env = _bench.environment()
-    env["timm"] = timm_version()
+    env["timm"] = importlib.metadata.version("timm")
     png = "train_throughput.png"
     plt = _bench.pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -164,12 +165,6 @@ def main() -> None:
 def _spread(rates: dict[str, list[float]]) -> float:
     """Largest (max - min) / median over the models: how noisy this run was."""
     return max((max(v) - min(v)) / statistics.median(v) for v in rates.values())
-
-
-def timm_version() -> str:
-    import timm
-
-    return str(timm.__version__)
 
 
 if __name__ == "__main__":

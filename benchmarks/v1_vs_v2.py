@@ -15,7 +15,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import _bench
@@ -36,12 +35,8 @@ def build(name: str, num_classes: int, in_chans: int) -> torch.nn.Module:
 def main() -> int:
     from mobilefer.models import count_macs, count_parameters
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _bench.latency_parser(__doc__)
     parser.add_argument("--threads", type=int, default=_bench.available_cpus(), help="torch and ORT threads")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--batches", default="1,32")
-    parser.add_argument("--no-write", action="store_true", help="print only (no results/*.md, *.png)")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     _bench.set_threads(args.threads)

@@ -42,6 +42,11 @@ def rfb_weights() -> Path:
 
 
 @pytest.fixture(scope="session")
+def slim_weights() -> Path:
+    return shared_file("weights/ultraface/version-slim-320.pth")
+
+
+@pytest.fixture(scope="session")
 def fer_val_npz() -> Path:
     return shared_file("data/fer2013/fer2013_val.npz")
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED, shared_file
+from conftest import shared_file
 from mobilefer.detect import (
     DETECTOR_NAMES,
     ULTRAFACE,
@@ -467,17 +467,16 @@ def test_rfb_detections_are_sorted_and_typed(
 
 # --------------------------------------------------------------------------- slim-320 official weights
 def _slim_weights() -> Path:
-    """``MOBILEFER_SLIM_WEIGHTS`` if set, else ``../shared/weights/ultraface/version-slim-320.pth`` if present.
+    """``MOBILEFER_SLIM_WEIGHTS`` if set, else ``../shared/weights/ultraface/version-slim-320.pth``.
 
-    The slim files are not a required part of ../shared, so this skips (also under CI) when absent.
+    Like every ../shared file, a missing one skips locally and fails under CI.
     """
     env = os.environ.get("MOBILEFER_SLIM_WEIGHTS")
-    path = Path(env) if env else SHARED / "weights/ultraface/version-slim-320.pth"
+    if not env:
+        return shared_file("weights/ultraface/version-slim-320.pth")
+    path = Path(env)
     if not path.is_file():
-        pytest.skip(
-            "official version-slim-320.pth not available: set MOBILEFER_SLIM_WEIGHTS to its path "
-            f"(SHA-256 {SLIM_SHA256})"
-        )
+        pytest.fail(f"MOBILEFER_SLIM_WEIGHTS={env} is not a file (the official file has SHA-256 {SLIM_SHA256})")
     return path
 
 

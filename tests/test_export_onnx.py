@@ -32,17 +32,6 @@ def _home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def slim_weights(shared_dir: Path) -> Path:
-    path = shared_dir / "weights" / "ultraface" / "version-slim-320.pth"
-    if not path.is_file():
-        message = f"{path} is missing (tests read ../shared beside the repository root)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-@pytest.fixture(scope="module")
 def clf() -> ExpressionClassifier:
     return make_classifier(0)
 

@@ -354,6 +354,32 @@ def _peak_rss_of(code: str, tmp_path: Path) -> dict[str, Any]:
     return result
 
 
+def _assert_refused_without_allocating(
+    imports: str, call: str, good: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    """In a fresh interpreter: ``call`` (a format string taking a path literal) loads ``good``, then raises
+    ModelFormatError for every file in ``files``, and peak RSS grows by under 100 MB over all of them."""
+    code = (
+        f"{imports}\n"
+        "from mobilefer.errors import ModelFormatError\n"
+        f"{call.format(repr(str(good)))}\n"
+        "report['baseline'] = rss_mb()\n"
+        f"for name, path in {({k: str(v) for k, v in files.items()})!r}.items():\n"
+        "    try:\n"
+        f"        {call.format('path')}\n"
+        "        report[name] = 'loaded'\n"
+        "    except ModelFormatError:\n"
+        "        report[name] = 'ModelFormatError'\n"
+        "    except BaseException as exc:\n"
+        "        report[name] = repr(exc)[:300]\n"
+        "report['peak'] = rss_mb()\n"
+    )
+    report = _peak_rss_of(code, tmp_path)
+    outcomes = {k: v for k, v in report.items() if k not in ("baseline", "peak")}
+    assert outcomes == {name: "ModelFormatError" for name in files}
+    assert report["peak"] - report["baseline"] < 100, report  # MB: nothing near the sizes announced
+
+
 # =============================================================================================== TNN reader
 
 
@@ -568,25 +594,9 @@ def test_checkpoint_absurd_headers_are_refused_before_allocating(checkpoint: Pat
     files["truncated"] = _write(tmp_path / "trunc.safetensors", data[: len(data) // 2])
     files["empty"] = _write(tmp_path / "empty.safetensors", b"")
     files["a pickle"] = _write(tmp_path / "pickle.safetensors", pickle.dumps({"a": 1}))
-    code = (
-        "from mobilefer.checkpoint import load_classifier\n"
-        "from mobilefer.errors import ModelFormatError\n"
-        f"load_classifier({str(checkpoint)!r})\n"
-        "report['baseline'] = rss_mb()\n"
-        f"for name, path in {({k: str(v) for k, v in files.items()})!r}.items():\n"
-        "    try:\n"
-        "        load_classifier(path)\n"
-        "        report[name] = 'loaded'\n"
-        "    except ModelFormatError:\n"
-        "        report[name] = 'ModelFormatError'\n"
-        "    except BaseException as exc:\n"
-        "        report[name] = repr(exc)[:300]\n"
-        "report['peak'] = rss_mb()\n"
+    _assert_refused_without_allocating(
+        "from mobilefer.checkpoint import load_classifier", "load_classifier({})", checkpoint, files, tmp_path
     )
-    report = _peak_rss_of(code, tmp_path)
-    outcomes = {k: v for k, v in report.items() if k not in ("baseline", "peak")}
-    assert outcomes == {name: "ModelFormatError" for name in files}
-    assert report["peak"] - report["baseline"] < 100, report  # MB: nothing near the sizes announced
 
 
 # =============================================================================================== UltraFace .pth files
@@ -632,25 +642,10 @@ def test_damaged_ultraface_files_are_refused_before_allocating(rfb_weights: Path
     for cut in (100, len(zipped) // 2, len(zipped) - 30):
         files[f"zip cut at {cut}"] = _write(tmp_path / f"zip{cut}.pth", zipped[:cut])
     assert files["zip bomb (1 GiB)"].stat().st_size < 4 << 20
-    code = (
-        "from mobilefer.detect.ultraface import load_ultraface_net\n"
-        "from mobilefer.errors import ModelFormatError\n"
-        f"load_ultraface_net('rfb', {str(rfb_weights)!r})\n"
-        "report['baseline'] = rss_mb()\n"
-        f"for name, path in {({k: str(v) for k, v in files.items()})!r}.items():\n"
-        "    try:\n"
-        "        load_ultraface_net('rfb', path)\n"
-        "        report[name] = 'loaded'\n"
-        "    except ModelFormatError:\n"
-        "        report[name] = 'ModelFormatError'\n"
-        "    except BaseException as exc:\n"
-        "        report[name] = repr(exc)[:300]\n"
-        "report['peak'] = rss_mb()\n"
+    _assert_refused_without_allocating(
+        "from mobilefer.detect.ultraface import load_ultraface_net", "load_ultraface_net('rfb', {})", rfb_weights,
+        files, tmp_path,
     )
-    report = _peak_rss_of(code, tmp_path)
-    outcomes = {k: v for k, v in report.items() if k not in ("baseline", "peak")}
-    assert outcomes == {name: "ModelFormatError" for name in files}
-    assert report["peak"] - report["baseline"] < 100, report
 
 
 def _torch_bytes(obj: Any) -> bytes:

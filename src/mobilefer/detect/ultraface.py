@@ -226,7 +226,11 @@ def decode_boxes(
 def _decode_numpy(
     locations: np.ndarray, priors: np.ndarray, center_variance: float, size_variance: float
 ) -> np.ndarray:
-    """:func:`decode_boxes` in float32 numpy for (K, 4) regressions and their (K, 4) priors."""
+    """:func:`decode_boxes` in float32 numpy for (K, 4) regressions and their (K, 4) priors.
+
+    Same formula and the same boxes on the shipped photos (max difference 0.0); kept separate because
+    torch ops right after an onnxruntime call cost 0.1-0.2 ms more per frame (measured side by side:
+    detect 3.00 vs 3.23 ms on 2 threads)."""
     centre = locations[:, :2] * np.float32(center_variance) * priors[:, 2:] + priors[:, :2]
     size = np.exp(locations[:, 2:] * np.float32(size_variance)) * priors[:, 2:]
     half = size / np.float32(2)
